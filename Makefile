@@ -1,0 +1,84 @@
+# slurm-qpu. The two commands that matter:  make demo   and   make test
+# Everything uses the SYSTEM Python (/usr/bin/python3): the plugin is loaded into every
+# user's sbatch/srun, so it must not depend on a Python only root can read.
+
+PYTHON        ?= /usr/bin/python3
+PYTHON_CONFIG ?= /usr/bin/python3-config
+PREFIX        ?= /usr/local
+DESTDIR       ?=
+LAB           ?= /tmp/slurm-qpu-lab
+VENV_DEV      := .venv
+PY_DEV        := $(VENV_DEV)/bin/python
+PLUGIN_DIR     = $(PREFIX)/lib/slurm
+VENV_DIR       = $(PREFIX)/lib/slurm-qpu/venv
+PYTEST_ARGS   ?=
+
+.PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
+        demo lab-up lab-down clean
+
+help:
+	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
+	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot)"
+	@echo "make shim        build shim/spank_qpu.so"
+	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local)"
+	@echo "make lab-up      start munge, slurmctld and two slurmd with the plugin (writes lab.env)"
+	@echo "make lab-down    stop the lab"
+
+deps:
+	@tools/install-deps.sh
+
+shim: deps
+	$(MAKE) -C shim PYTHON_CONFIG=$(PYTHON_CONFIG)
+
+# The plugin, and a venv built with the system Python that every job user can read.
+install: shim
+	install -d -m 0755 $(DESTDIR)$(PLUGIN_DIR) $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/slurm-qpu
+	install -m 0755 shim/spank_qpu.so $(DESTDIR)$(PLUGIN_DIR)/spank_qpu.so
+	[ -x $(DESTDIR)$(VENV_DIR)/bin/python ] || { $(PYTHON) -m venv $(DESTDIR)$(VENV_DIR) && \
+		$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --upgrade pip setuptools wheel; }
+	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation .
+	@# a venv's scripts name their interpreter by absolute path: drop DESTDIR from it
+	[ -z "$(DESTDIR)" ] || sed -i "1s|^#!$(DESTDIR)|#!|" $(DESTDIR)$(VENV_DIR)/bin/*
+	ln -sf $(VENV_DIR)/bin/slurm-qpu $(DESTDIR)$(PREFIX)/bin/slurm-qpu
+	install -m 0644 plugstack.conf.example qrmi_config.example.json \
+		$(DESTDIR)$(PREFIX)/share/slurm-qpu/
+	chmod -R a+rX $(DESTDIR)$(PREFIX)/lib/slurm-qpu
+	@echo "installed $(DESTDIR)$(PLUGIN_DIR)/spank_qpu.so and $(DESTDIR)$(VENV_DIR)"
+
+$(PY_DEV): pyproject.toml
+	@tools/install-deps.sh
+	[ -x $(PY_DEV) ] || $(PYTHON) -m venv $(VENV_DEV)
+	$(PY_DEV) -m pip install -q -e '.[dev]'
+	touch $(PY_DEV)
+
+dev: $(PY_DEV)
+
+lint: $(PY_DEV)
+	$(VENV_DEV)/bin/ruff check src tests
+	$(VENV_DEV)/bin/mypy
+
+test-unit: $(PY_DEV)
+	tools/pytest-strict $(PY_DEV) tests/unit $(PYTEST_ARGS)
+
+test-slurm: $(PY_DEV) shim
+	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm tests/slurm $(PYTEST_ARGS)
+
+test-chroot: $(PY_DEV)
+	tools/pytest-strict $(PY_DEV) -m chroot tests/chroot $(PYTEST_ARGS)
+
+test: lint test-unit test-slurm test-chroot
+
+lab-up: $(PY_DEV) shim
+	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source .
+	@echo "lab is up: . ./lab.env && sbatch --qpu=sim_a --wrap 'env | grep QRMI'"
+
+lab-down: $(PY_DEV)
+	$(PY_DEV) -m slurm_qpu.lab down --lab $(LAB)
+
+demo: $(PY_DEV) shim
+	$(PY_DEV) -m slurm_qpu.lab demo --lab $(LAB) --source .
+
+clean:
+	$(MAKE) -C shim clean
+	rm -rf build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,119 @@
+/*
+ * spank_qpu.c -- the slurm-qpu SPANK plugin: registers --qpu and forwards the
+ * callbacks that need it to the Python package slurm_qpu (module
+ * slurm_qpu.spank). No policy lives here; this file only decides
+ *   1. whether a callback needs Python at all: a job that did not ask for
+ *      --qpu never starts Python in any process, and
+ *   2. what Slurm sees as the result, because Slurm's reaction to a failure
+ *      depends on the callback (lab facts, DESIGN.md):
+ *        option (sbatch/salloc/srun)  non-zero rejects the submission: wanted
+ *        job_prolog / job_epilog      < 0 DRAINS THE NODE: never fail, Python
+ *                                     records the problem for task_init
+ *        init_post_opt (remote)       failure leaves the job pending on a
+ *                                     drained node: never fail
+ *        task_init                    non-zero fails the job, node stays up:
+ *                                     the one place a job is failed
+ *
+ * plugstack.conf:
+ *   required /usr/lib/slurm/spank_qpu.so config=/etc/slurm/qrmi_config.json venv=/opt/slurm-qpu/venv
+ * (see plugstack.conf.example for every argument)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <slurm/spank.h>
+
+#include "python.h"
+
+SPANK_PLUGIN(qpu, 1);
+
+/* Slurm exports a job's SPANK options to prolog/epilog under this name. */
+#define OPTION_ENV "SPANK__SLURM_SPANK_OPTION_qpu_qpu"
+
+char *shim_option_value;
+static int init_ac;
+static char **init_av;
+
+static int option_cb(int val, const char *optarg, int remote);
+
+struct spank_option shim_qpu_option = {
+	"qpu", "NAME[,NAME...]",
+	"Quantum processor(s) to acquire for this job, by name, comma separated "
+	"(list: slurm-qpu list).",
+	1, 0, option_cb
+};
+
+const char *shim_context_name(void)
+{
+	switch (spank_context()) {
+	case S_CTX_LOCAL: return "local";
+	case S_CTX_REMOTE: return "remote";
+	case S_CTX_ALLOCATOR: return "allocator";
+	case S_CTX_SLURMD: return "slurmd";
+	case S_CTX_JOB_SCRIPT: return "job_script";
+	default: return "unknown";
+	}
+}
+
+/* Did this job ask for --qpu? Answerable in every context without Python. */
+static int job_wants_qpu(spank_t sp)
+{
+	char *value = NULL;
+
+	if (shim_option_value)
+		return 1;
+	if (spank_option_getopt(sp, &shim_qpu_option, &value) == ESPANK_SUCCESS && value)
+		return 1;
+	return getenv(OPTION_ENV) != NULL;
+}
+
+int slurm_spank_init(spank_t sp, int ac, char **av)
+{
+	/* The option callback gets no argv: keep the plugstack arguments. */
+	init_ac = ac;
+	init_av = av;
+	if (spank_context() != S_CTX_SLURMD &&
+	    spank_option_register(sp, &shim_qpu_option) != ESPANK_SUCCESS)
+		slurm_error("qpu: cannot register --qpu");
+	return 0;
+}
+
+static int option_cb(int val, const char *optarg, int remote)
+{
+	free(shim_option_value);
+	shim_option_value = strdup(optarg ? optarg : "");
+	/* Remote (slurmstepd): the prolog validated the names already. */
+	if (remote)
+		return 0;
+	/* sbatch/salloc/srun: validate the names now, before anything is queued. */
+	return py_call(NULL, "option", init_ac, init_av, shim_option_value, remote) ? -1 : 0;
+}
+
+int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
+{
+	if (job_wants_qpu(sp) && py_call(sp, "job_prolog", ac, av, NULL, 0))
+		slurm_error("qpu: job_prolog failed; the job will fail in task_init, the node stays up");
+	return 0;
+}
+
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+	if (spank_remote(sp) && shim_option_value &&
+	    py_call(sp, "init_post_opt", ac, av, NULL, 1))
+		slurm_error("qpu: init_post_opt failed; the job will fail in task_init");
+	return 0;
+}
+
+int slurm_spank_task_init(spank_t sp, int ac, char **av)
+{
+	if (!shim_option_value)
+		return 0;
+	return py_call(sp, "task_init", ac, av, NULL, 1) ? -1 : 0;
+}
+
+int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
+{
+	if (job_wants_qpu(sp) && py_call(sp, "job_epilog", ac, av, NULL, 0))
+		slurm_error("qpu: job_epilog failed; the node stays up (see the lines above)");
+	return 0;
+}

@@ -1,0 +1,43 @@
+"""slurm-qpu: quantum processors (QPUs) for Slurm jobs, ``sbatch --qpu=NAME``.
+
+The public surface is small; everything else is private by module. Imports are lazy because
+this package is loaded inside users' ``sbatch --qpu`` processes, where start-up time counts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "QrmiConfig",
+    "QuantumResource",
+    "ResourceDef",
+    "ResourceSpec",
+    "__version__",
+    "load_config",
+]
+
+_LAZY = {
+    "ConfigError": "slurm_qpu.config",
+    "QrmiConfig": "slurm_qpu.config",
+    "ResourceDef": "slurm_qpu.config",
+    "load_config": "slurm_qpu.config",
+    "QuantumResource": "slurm_qpu.resources.base",
+    "ResourceSpec": "slurm_qpu.resources.base",
+}
+
+if TYPE_CHECKING:
+    from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
+    from slurm_qpu.resources.base import QuantumResource, ResourceSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slurm_qpu' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module), name)

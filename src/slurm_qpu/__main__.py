@@ -1,0 +1,3 @@
+from slurm_qpu.cli import main
+
+raise SystemExit(main())

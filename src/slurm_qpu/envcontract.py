@@ -1,0 +1,93 @@
+"""The environment every task of a ``--qpu`` job sees (compatible with spank_qrmi + QRMI).
+
+Job-wide, for the job's QPUs in the order requested:
+  QRMI_JOB_QPU_RESOURCES=a,b   QRMI_JOB_QPU_TYPES=t1,t2   (+ legacy SLURM_JOB_QPU_*)
+  QRMI_JOB_ID, QRMI_JOB_UID
+Per resource N:
+  N_<KEY> for every key of its config ``environment`` (legacy keys also under current names)
+  N_QRMI_JOB_ACQUISITION_TOKEN, N_QRMI_JOB_TIMEOUT_SECONDS
+
+Config values are *defaults*: as with spank_qrmi, a value the user exported before
+submitting wins inside the job. The contract variables themselves are always forced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from slurm_qpu.config import ResourceDef
+
+# A job without a time limit still needs a finite QPU timeout (QRMI parses it as an int;
+# spank_qrmi's UINT32_MAX is dropped by IBM and gives 136-year presigned URLs). 8 hours is
+# the longest an IBM Quantum session may live.
+UNLIMITED_TIMEOUT_SECONDS = 8 * 3600
+
+
+@dataclass(frozen=True)
+class Acquired:
+    resource: ResourceDef
+    token: str
+
+
+@dataclass(frozen=True)
+class EnvContract:
+    forced: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+
+    def merged(self, user_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What a task ends up with, given the job's own environment."""
+        user_env = user_env or {}
+        out = {k: user_env.get(k, v) for k, v in self.defaults.items()}
+        out.update(self.forced)
+        return out
+
+
+def timeout_seconds(time_limit_seconds: int | None) -> int:
+    if time_limit_seconds is None or time_limit_seconds <= 0:
+        return UNLIMITED_TIMEOUT_SECONDS
+    return time_limit_seconds
+
+
+def build(
+    acquired: Sequence[Acquired],
+    *,
+    job_id: int,
+    uid: int | None,
+    time_limit_seconds: int | None,
+    extra_env: Mapping[str, str] | None = None,
+) -> EnvContract:
+    names = ",".join(a.resource.name for a in acquired)
+    types = ",".join(a.resource.current_type for a in acquired)
+    forced = {
+        "QRMI_JOB_QPU_RESOURCES": names,
+        "QRMI_JOB_QPU_TYPES": types,
+        "SLURM_JOB_QPU_RESOURCES": names,
+        "SLURM_JOB_QPU_TYPES": types,
+        "QRMI_JOB_ID": str(job_id),
+    }
+    if uid is not None:
+        forced["QRMI_JOB_UID"] = str(uid)
+    forced.update(extra_env or {})
+    defaults: dict[str, str] = {}
+    timeout = str(timeout_seconds(time_limit_seconds))
+    for a in acquired:
+        prefix = a.resource.name + "_"
+        for key, value in a.resource.effective_environment().items():
+            defaults[prefix + key] = value
+        forced[prefix + "QRMI_JOB_ACQUISITION_TOKEN"] = a.token
+        forced[prefix + "QRMI_JOB_TIMEOUT_SECONDS"] = timeout
+    return EnvContract(forced=forced, defaults=defaults)
+
+
+def rust_log_for(srun_debug: str | None) -> str:
+    """RUST_LOG for the qrmi wheel, from srun's verbosity (as spank_qrmi does)."""
+    try:
+        level = int(srun_debug or "3")
+    except ValueError:
+        level = 3
+    if level <= 2:
+        return "error"
+    if level == 3:
+        return "info"
+    return "debug" if level == 4 else "trace"

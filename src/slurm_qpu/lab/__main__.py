@@ -1,0 +1,63 @@
+"""python -m slurm_qpu.lab up|down|demo [--lab DIR] [--source DIR] [--nodes N]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from slurm_qpu.lab.cluster import Lab, LabError
+
+DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo-job.sh"
+
+
+def demo(lab: Lab) -> int:
+    lab.up()
+    script = (lab.source / "examples" / "demo-job.sh") if lab.source else DEMO
+    print(f"\n$ sbatch --qpu=sim_a,sim_b {script.name}   (as user {lab.user})")
+    job_id = lab.sbatch("-o", f"{lab.jobs_dir}/demo-%j.out", script=script.read_text())
+    state = lab.wait_job(job_id)
+    print(f"job {job_id}: {state}\n--- output ({lab.jobs_dir}/demo-{job_id}.out)")
+    print((lab.jobs_dir / f"demo-{job_id}.out").read_text().rstrip())
+    print("--- what the (simulated) vendor saw")
+    for qpu in ("sim_a", "sim_b"):
+        for e in lab.ledger_events(qpu, job_id):
+            print(f"{qpu}: {e['event']:<8} token {e['token']}")
+    print(textwrap.dedent(f"""
+        The lab is still running. Try it:
+          . ./lab.env          # or: . {lab.root}/lab.env
+          runuser -u {lab.user} -- env SLURM_CONF=$SLURM_CONF sbatch --qpu=typo --wrap true
+          sbatch --help | grep -A1 qpu
+        Stop it with: make lab-down"""))
+    return 0 if state == "COMPLETED" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m slurm_qpu.lab",
+                                     description="A real Slurm cluster on this machine with "
+                                                 "slurm-qpu installed (root).")
+    parser.add_argument("action", choices=["up", "down", "demo"])
+    parser.add_argument("--lab", default="/tmp/slurm-qpu-lab", help="lab directory")
+    parser.add_argument("--source", help="slurm-qpu checkout to install from")
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--slot", type=int, default=0, help="0-9; keeps two labs apart")
+    args = parser.parse_args(argv)
+    lab = Lab(Path(args.lab), Path(args.source) if args.source else None, args.nodes,
+              args.slot)
+    try:
+        if args.action == "up":
+            lab.up()
+            print(f"lab up at {lab.root}: {', '.join(lab.node_names)} idle; . ./lab.env")
+            return 0
+        if args.action == "down":
+            lab.down()
+            return 0
+        return demo(lab)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

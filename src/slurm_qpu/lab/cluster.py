@@ -1,0 +1,403 @@
+"""The lab cluster: set-up, daemons, teardown and helpers to use it as a job user."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_USER = "qpuuser"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("check", True)
+    kw.setdefault("text", True)
+    kw.setdefault("capture_output", True)
+    try:
+        return subprocess.run(cmd, **kw)
+    except subprocess.CalledProcessError as exc:
+        raise LabError(f"{shlex.join(cmd)} failed ({exc.returncode}): "
+                       f"{(exc.stderr or exc.stdout or '').strip()}") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is not alive
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+def _stop(pid: int, grace: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class Lab:
+    """One lab cluster rooted at ``root``. ``slot`` keeps two labs (say the developer's and
+    the test suite's) apart: own subnet, bridge, namespaces and ports."""
+
+    root: Path
+    source: Path | None = None  # a slurm-qpu checkout to install from
+    nodes: int = 2
+    slot: int = 0
+    user: str = DEFAULT_USER
+    extra_conf: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        if self.source is not None:
+            self.source = Path(self.source).resolve()
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.etc / "slurm.conf"
+
+    @property
+    def qrmi_config(self) -> Path:
+        return self.etc / "qrmi_config.json"
+
+    @property
+    def prefix(self) -> Path:
+        return self.root / "prefix"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def pytrace(self) -> Path:
+        return self.root / "pytrace.log"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"node{k}" for k in range(1, self.nodes + 1)]
+
+    def state_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    def ledger(self, qpu: str) -> Path:
+        return self.root / "vendor" / f"{qpu}.jsonl"
+
+    def log(self, name: str) -> Path:
+        return self.root / "log" / name
+
+    @property
+    def _subnet(self) -> str:
+        return f"10.77.{self.slot}"
+
+    @property
+    def _bridge(self) -> str:
+        return f"sqpubr{self.slot}"
+
+    def _netns(self, k: int) -> str:
+        return f"sqpu{self.slot}n{k}"
+
+    @property
+    def _ctld_port(self) -> int:
+        return 6817 + 10 * self.slot
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SLURM_CONF"] = str(self.slurm_conf)
+        env["PATH"] = f"{self.prefix}/bin:{env.get('PATH', '/usr/bin:/bin')}"
+        return env
+
+    # ------------------------------------------------------------------ up
+    def up(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab runs real Slurm daemons: run it as root")
+        for tool in ("slurmctld", "slurmd", "munged", "ip", "nsenter", "unshare"):
+            if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+                raise LabError(f"{tool} not found: run tools/install-deps.sh first")
+        self.down(quiet=True)
+        for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        self.jobs_dir.mkdir(exist_ok=True)
+        self.jobs_dir.chmod(0o1777)
+        self._ensure_user()
+        if self.source is not None:
+            self.install()
+        self.pytrace.touch()
+        self.pytrace.chmod(0o666)
+        self.write_qrmi_config()
+        self._write_slurm_conf()
+        self._start_munge()
+        self._netns_up()
+        self._start_daemons()
+        self.wait_idle(self.nodes)
+        self._write_lab_env()
+
+    def install(self) -> None:
+        assert self.source is not None
+        _run(["make", "-C", str(self.source), "install", f"PREFIX={self.prefix}"],
+             capture_output=True)
+
+    def _ensure_user(self) -> None:
+        try:
+            pwd.getpwnam(self.user)
+        except KeyError:
+            _run(["useradd", "--create-home", "--shell", "/bin/bash", self.user])
+
+    def example_resources(self) -> list[dict[str, Any]]:
+        base = (self.source or Path(__file__).resolve().parents[3]) / "qrmi_config.example.json"
+        resources: list[dict[str, Any]] = json.loads(base.read_text())["resources"]
+        for r in resources:
+            if r.get("type") == "local-simulator":
+                r.setdefault("environment", {})["QRMI_LOCAL_SIM_LEDGER"] = str(
+                    self.ledger(r["name"]))
+        return resources
+
+    def write_qrmi_config(self, extra: list[dict[str, Any]] | None = None) -> None:
+        """The example config (ledgers pointing into the lab) plus ``extra`` resources;
+        root-only, like a production config, and published for users' submit checks."""
+        body = {"resources": self.example_resources() + list(extra or [])}
+        tmp = self.qrmi_config.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(self.qrmi_config)
+        _run([str(self.prefix / "bin" / "slurm-qpu"), "config", "publish",
+              str(self.qrmi_config)])
+
+    def plugstack_line(self) -> str:
+        return (f"required {self.prefix}/lib/slurm/spank_qpu.so {self.qrmi_config} "
+                f"venv={self.prefix}/lib/slurm-qpu/venv state_dir={self.root}/nodes/%n "
+                f"log_level=debug pytrace={self.pytrace} peer_timeout=30")
+
+    def _write_slurm_conf(self) -> None:
+        (self.etc / "plugstack.conf").write_text(self.plugstack_line() + "\n")
+        names = [r["name"] for r in self.example_resources()]
+        gres = ",".join(f"qpu:{n}:1" for n in names)
+        (self.etc / "gres.conf").write_text(
+            "".join(f"Name=qpu Type={n} Count=1\n" for n in names))
+        host = socket.gethostname().split(".")[0]
+        lines = [
+            "ClusterName=qpulab",
+            f"SlurmctldHost={host}({self._subnet}.1)",
+            f"SlurmctldPort={self._ctld_port}",
+            f"SlurmdPort={self._ctld_port + 1}",
+            "SlurmUser=root", "SlurmdUser=root",
+            "AuthType=auth/munge", "CredType=cred/munge",
+            f"StateSaveLocation={self.root}/state",
+            f"SlurmdSpoolDir={self.root}/spool/%n",
+            f"SlurmctldPidFile={self.root}/run/slurmctld.pid",
+            f"SlurmdPidFile={self.root}/run/slurmd-%n.pid",
+            f"SlurmctldLogFile={self.root}/log/slurmctld.log",
+            f"SlurmdLogFile={self.root}/log/slurmd-%n.log",
+            "SlurmctldDebug=info", "SlurmdDebug=debug",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
+            "SchedulerParameters=batch_sched_delay=0",
+            # every node runs the prolog at allocation time, before any step: the other
+            # nodes of a multi-node job then learn the lease from the first one at once
+            "PrologFlags=Alloc",
+            "ReturnToService=2", "MpiDefault=none", "MailProg=/bin/true",
+            "KillWait=2", "OverTimeLimit=0", "InactiveLimit=0", "MinJobAge=600",
+            f"PlugStackConfig={self.etc}/plugstack.conf",
+            "GresTypes=qpu",
+            *self.extra_conf,
+        ]
+        cpus = os.cpu_count() or 2
+        for k, node in enumerate(self.node_names, start=1):
+            lines.append(f"NodeName={node} NodeAddr={self._subnet}.{10 + k} CPUs={cpus} "
+                         f"RealMemory=1000 Gres={gres} State=UNKNOWN")
+        lines.append("PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
+        self.slurm_conf.write_text("\n".join(lines) + "\n")
+
+    def _start_munge(self) -> None:
+        if _run(["pgrep", "-x", "munged"], check=False).returncode != 0:
+            key = Path("/etc/munge/munge.key")
+            if not key.exists() or key.stat().st_size == 0:
+                key.write_bytes(os.urandom(128))
+                shutil.chown(key, "munge", "munge")
+                key.chmod(0o400)
+            for d, mode in (("/run/munge", 0o755), ("/var/log/munge", 0o700),
+                            ("/var/lib/munge", 0o700)):
+                Path(d).mkdir(parents=True, exist_ok=True)
+                shutil.chown(d, "munge", "munge")
+                Path(d).chmod(mode)
+            _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
+            shutil.copy("/run/munge/munged.pid", self.root / "run" / "munged.pid")
+        for _ in range(100):
+            mung = subprocess.run(["munge", "-n"], capture_output=True, check=False)
+            if mung.returncode == 0 and subprocess.run(
+                    ["unmunge"], input=mung.stdout, capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise LabError("munged does not answer")
+
+    def _netns_up(self) -> None:
+        br, net = self._bridge, self._subnet
+        _run(["ip", "link", "add", br, "type", "bridge"])
+        _run(["ip", "addr", "add", f"{net}.1/24", "dev", br])
+        _run(["ip", "link", "set", br, "up"])
+        # Docker leaves FORWARD policy DROP and br_netfilter sends bridged frames through
+        # it: allow traffic between our own namespaces, on our own bridge only.
+        if shutil.which("iptables"):
+            rule = ["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"]
+            if _run(["iptables", "-C", *rule], check=False).returncode != 0:
+                _run(["iptables", "-I", *rule], check=False)
+        for k in range(1, self.nodes + 1):
+            ns, veth = self._netns(k), f"sqpu{self.slot}v{k}"
+            _run(["ip", "netns", "add", ns])
+            _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+                  "netns", ns])
+            _run(["ip", "link", "set", veth, "master", br, "up"])
+            _run(["ip", "-n", ns, "addr", "add", f"{net}.{10 + k}/24", "dev", "eth0"])
+            _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            _run(["ip", "-n", ns, "route", "add", "default", "via", f"{net}.1"])
+
+    def _start_daemons(self) -> None:
+        conf = str(self.slurm_conf)
+        _run(["slurmctld", "-f", conf])
+        for k, node in enumerate(self.node_names, start=1):
+            (self.root / "spool" / node).mkdir(exist_ok=True)
+            self.state_dir(node).mkdir(parents=True, exist_ok=True)
+            # nsenter, not `ip netns exec`: the latter remounts /sys and hides the cgroup
+            # mount slurmd needs. A UTS namespace gives each node its own host name.
+            _run(["nsenter", f"--net=/run/netns/{self._netns(k)}", "unshare", "--uts", "sh",
+                  "-c", f"hostname {node} && exec slurmd -f {shlex.quote(conf)}"])
+
+    def _write_lab_env(self) -> None:
+        text = (f"# slurm-qpu lab at {self.root}: source this file, then use sbatch/srun\n"
+                f"export SLURM_CONF={self.slurm_conf}\n"
+                f"export PATH={self.prefix}/bin:$PATH\n"
+                f"export SLURM_QPU_LAB={self.root}\n")
+        (self.root / "lab.env").write_text(text)
+        if self.source is not None:
+            (self.source / "lab.env").write_text(text)
+
+    # ------------------------------------------------------------------ down
+    def down(self, quiet: bool = False) -> None:
+        """Stop what ``up`` started, in the order that does not hang: slurmd first (it
+        blocks on exit reporting to a dead slurmctld), then slurmctld, then munged."""
+        run = self.root / "run"
+        pidfiles = sorted(run.glob("slurmd-*.pid")) + [run / "slurmctld.pid",
+                                                         run / "munged.pid"]
+        for pidfile in pidfiles:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                _stop(int(pidfile.read_text().strip()))
+                pidfile.unlink()
+        for k in range(1, 9):
+            ns = self._netns(k)
+            if not Path(f"/run/netns/{ns}").exists():
+                continue
+            pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            for pid in pids:  # job processes left behind in the node
+                _stop(int(pid), grace=1.0)
+            _run(["ip", "netns", "del", ns], check=False)
+        _run(["ip", "link", "del", self._bridge], check=False)
+        if shutil.which("iptables"):
+            _run(["iptables", "-D", "FORWARD", "-i", self._bridge, "-o", self._bridge, "-j",
+                  "ACCEPT"], check=False)
+        if not quiet:
+            print(f"lab at {self.root} stopped")
+
+    # ------------------------------------------------------------------ use
+    def scontrol(self, *args: str) -> str:
+        return _run(["scontrol", *args], env=self.env()).stdout
+
+    def node_states(self) -> dict[str, str]:
+        out = _run(["sinfo", "-h", "-N", "-o", "%N %T"], env=self.env(), check=False).stdout
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def wait_idle(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.node_states()
+            if sum(1 for s in states.values() if s == "idle") >= count:
+                return
+            time.sleep(0.1)
+        raise LabError(f"nodes not idle after {timeout:.0f} s: {self.node_states()}\n"
+                       + self.tail_logs())
+
+    def as_user(self, command: str | list[str], *, timeout: float = 120.0,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command as the unprivileged job user, in the jobs directory."""
+        argv = ["bash", "-lc", command] if isinstance(command, str) else command
+        env_args = [f"SLURM_CONF={self.slurm_conf}",
+                    f"PATH={self.prefix}/bin:/usr/local/bin:/usr/bin:/bin"]
+        return subprocess.run(
+            ["runuser", "-u", self.user, "--", "env", *env_args, *argv],
+            cwd=self.jobs_dir, text=True, capture_output=True, timeout=timeout,
+            input=input, check=False)
+
+    def sbatch(self, *args: str, script: str | None = None) -> int:
+        """Submit as the job user; return the job id (LabError with sbatch's words if not)."""
+        cmd = ["sbatch", "--parsable", *args]
+        proc = self.as_user(cmd, input=script)
+        if proc.returncode != 0:
+            raise LabError(f"sbatch {shlex.join(args)} failed: {proc.stderr.strip()}")
+        return int(proc.stdout.strip().split(";")[0])
+
+    def job(self, job_id: int) -> dict[str, str]:
+        from slurm_qpu.slurmcli import parse_oneliner
+
+        out = _run(["scontrol", "show", "job", "-o", str(job_id)], env=self.env(),
+                   check=False).stdout
+        return parse_oneliner(out.splitlines()[0]) if out.strip() else {}
+
+    def wait_job(self, job_id: int, timeout: float = 120.0) -> str:
+        """Wait until the job has ended and its epilogs ran; return its final state."""
+        deadline = time.monotonic() + timeout
+        state = "?"
+        while time.monotonic() < deadline:
+            info = self.job(job_id)
+            state = info.get("JobState", "?")
+            done = state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING",
+                                 "SUSPENDED", "REQUEUED", "RESIZING", "?")
+            if done and "COMPLETING" not in self.scontrol("show", "job", str(job_id)):
+                return state
+            time.sleep(0.2)
+        raise LabError(f"job {job_id} still {state} after {timeout:.0f} s\n" + self.tail_logs())
+
+    def ledger_events(self, qpu: str, job_id: int | None = None) -> list[dict[str, Any]]:
+        path = self.ledger(qpu)
+        if not path.exists():
+            return []
+        events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [e for e in events if job_id is None or e.get("job_id") == job_id]
+
+    def tail_logs(self, lines: int = 40) -> str:
+        out = []
+        for log in sorted((self.root / "log").glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log}\n" + "\n".join(text))
+        return "\n".join(out)

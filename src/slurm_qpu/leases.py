@@ -1,0 +1,139 @@
+"""Leases: which QPUs a job holds, kept on the node's local disk keyed by job id.
+
+The prolog that acquires and the epilog that releases run in different processes (and
+task_init in yet others), so the lease lives in a file: ``<state_dir>/jobs/<job_id>.json``,
+mode 0600, written atomically, with a per-job lock so concurrent prologs/epilogs on one
+node serialise. Each node of a job has its own file; only the node that acquired
+(``owner``) releases. Nothing here touches Slurm or a vendor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class LeaseState(StrEnum):
+    ACQUIRED = "acquired"
+    FAILED = "failed"  # acquisition failed: the job must fail, nothing to release
+    RELEASED = "released"
+
+
+@dataclass
+class LeasedResource:
+    name: str
+    type: str
+    token: str
+    acquired_at: float
+
+
+@dataclass
+class Lease:
+    job_id: int
+    names: list[str]
+    state: LeaseState
+    node: str
+    owner_node: str
+    resources: list[LeasedResource] = field(default_factory=list)
+    # environment for every task: forced values, and defaults a user's own export may override
+    env: dict[str, str] = field(default_factory=dict)
+    env_defaults: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    uid: int | None = None
+    user: str | None = None
+    created_at: float = field(default_factory=time.time)
+    released_at: float | None = None
+    release_errors: list[str] = field(default_factory=list)
+    version: int = FORMAT_VERSION
+
+    @property
+    def owner(self) -> bool:
+        """True on the node that acquired and therefore releases."""
+        return self.node == self.owner_node
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Lease:
+        data: dict[str, Any] = json.loads(text)
+        data["state"] = LeaseState(data["state"])
+        data["resources"] = [LeasedResource(**r) for r in data.get("resources", [])]
+        return cls(**data)
+
+
+class LeaseStore:
+    """Lease files of one node."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.jobs = self.root / "jobs"
+
+    def _ensure(self) -> None:
+        self.jobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path(self, job_id: int) -> Path:
+        return self.jobs / f"{int(job_id)}.json"
+
+    @contextlib.contextmanager
+    def lock(self, job_id: int) -> Iterator[None]:
+        """Exclusive per-job lock across processes on this node."""
+        self._ensure()
+        fd = os.open(self.jobs / f"{int(job_id)}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self, job_id: int) -> Lease | None:
+        try:
+            return Lease.from_json(self.path(job_id).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def save(self, lease: Lease) -> None:
+        self._ensure()
+        fd, tmp = tempfile.mkstemp(prefix=f".{lease.job_id}.", dir=self.jobs)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(lease.to_json())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path(lease.job_id))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def all(self) -> list[Lease]:
+        leases = []
+        for path in sorted(self.jobs.glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                leases.append(Lease.from_json(path.read_text(encoding="utf-8")))
+        return leases
+
+    def prune(self, older_than_seconds: float, now: float | None = None) -> int:
+        """Delete released/failed lease files older than the given age; return how many."""
+        now = time.time() if now is None else now
+        removed = 0
+        for lease in self.all():
+            done = lease.state is not LeaseState.ACQUIRED
+            if done and now - (lease.released_at or lease.created_at) > older_than_seconds:
+                self.path(lease.job_id).unlink(missing_ok=True)
+                (self.jobs / f"{lease.job_id}.lock").unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,241 @@
+"""The job lifecycle: acquire exactly once per job in the prolog, release exactly once in
+the epilog. Called by the SPANK handlers with plain values; testable without Slurm."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slurm_qpu import envcontract
+from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
+from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
+from slurm_qpu.envcontract import Acquired
+from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.resources import registry
+from slurm_qpu.resources.base import (
+    JobContext,
+    NotAccessible,
+    QuantumResource,
+    ResourceError,
+    ResourceSpec,
+)
+from slurm_qpu.settings import PluginSettings
+from slurm_qpu.slurmcli import SlurmCommandError
+
+log = logging.getLogger(__name__)
+ResourceFactory = Callable[[ResourceSpec], QuantumResource]
+
+
+def default_factory(spec: ResourceSpec) -> QuantumResource:
+    return registry.get_type(spec.type).create(spec)
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the prolog/epilog knows about the job, as plain values."""
+
+    job_id: int
+    node: str  # this node
+    nodes: tuple[str, ...]  # all nodes of the job, in Slurm's order
+    uid: int | None = None
+    user: str | None = None
+
+    @property
+    def first_node(self) -> str:
+        return self.nodes[0] if self.nodes else self.node
+
+    @property
+    def multi_node(self) -> bool:
+        return len(self.nodes) > 1
+
+
+class AcquisitionFailed(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ResourceError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _spec(resource: ResourceDef, job: JobFacts, timeout: int | None) -> ResourceSpec:
+    return ResourceSpec(resource.name, resource.current_type, resource.effective_environment(),
+                        JobContext(job.job_id, job.uid, job.user, timeout))
+
+
+def acquire_all(
+    defs: list[ResourceDef], job: JobFacts, timeout: int | None, factory: ResourceFactory
+) -> list[Acquired]:
+    """Acquire every QPU or none: on a failure, release what was already acquired."""
+    done: list[tuple[QuantumResource, Acquired]] = []
+    for rdef in defs:
+        if rdef.is_legacy_type:
+            log.info("QPU %s: type %r is deprecated; using %r", rdef.name, rdef.type,
+                     rdef.current_type)
+        try:
+            resource = factory(_spec(rdef, job, timeout))
+            if not resource.is_accessible():
+                raise NotAccessible("not accessible now (offline or in maintenance)")
+            token = resource.acquire()
+        except Exception as exc:
+            for prev, acq in reversed(done):
+                try:
+                    prev.release(acq.token)
+                except Exception as rexc:
+                    log.error("job %s: rollback release of %s failed: %s", job.job_id,
+                              acq.resource.name, _describe(rexc))
+            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {_describe(exc)}") from exc
+        log.debug("job %s: acquired %s", job.job_id, rdef.name)
+        done.append((resource, Acquired(rdef, token)))
+    return [acq for _, acq in done]
+
+
+def _resolve(raw_request: str | None, config_path: str) -> tuple[list[str], QrmiConfig]:
+    names = parse_request(raw_request)
+    config = load_config(config_path)
+    check_known(names, config.names())
+    return names, config
+
+
+def run_prolog(
+    job: JobFacts,
+    raw_request: str | None,
+    settings: PluginSettings,
+    store: LeaseStore,
+    board: JobBoard,
+    factory: ResourceFactory = default_factory,
+) -> Lease:
+    """Make sure this node holds the job's lease: acquire on the first node, learn the
+    outcome from it on the others. Never raises for bad input or vendor trouble: a failed
+    lease is recorded instead, and task_init fails the job with its message."""
+    with store.lock(job.job_id):
+        existing = store.load(job.job_id)
+        if existing is not None and existing.state is not LeaseState.RELEASED:
+            log.debug("job %s: lease already %s on this node", job.job_id, existing.state.value)
+            return existing
+        lease = _prolog(job, raw_request, settings, board, factory)
+        store.save(lease)
+    if lease.state is LeaseState.FAILED:
+        log.error("job %s: %s", job.job_id, lease.error)
+    else:
+        log.info("job %s: %s %s", job.job_id,
+                 "acquired" if lease.owner else "joined the lease of", ",".join(lease.names))
+    return lease
+
+
+def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: JobBoard,
+            factory: ResourceFactory) -> Lease:
+    lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.first_node,
+                  uid=job.uid, user=job.user)
+    owner = job.node == job.first_node
+    try:
+        names, config = _resolve(raw, str(settings.config))
+    except (RequestError, ConfigError) as exc:
+        lease.error = f"--qpu={raw}: {exc}"
+        return _announce(lease, board, job, owner)
+    lease.names = names
+    defs = [r for n in names if (r := config.get(n)) is not None]
+    try:
+        view = wait_for_record(board, job.job_id, settings.peer_timeout) if not owner \
+            else board.view(job.job_id)
+    except PeerTimeout as exc:
+        lease.error = (f"{exc} ({job.first_node}), which acquires the QPUs for the whole job; "
+                       "multi-node jobs need PrologFlags=Alloc in slurm.conf")
+        return lease
+    except SlurmCommandError as exc:
+        if not owner:
+            lease.error = f"cannot learn the QPU lease from {job.first_node}: {exc}"
+            return lease
+        log.warning("job %s: cannot read job details (%s); using the default timeout",
+                    job.job_id, exc)
+        view = None
+    limit = view.time_limit_seconds if view else None
+    timeout = envcontract.timeout_seconds(limit)
+    if owner:
+        try:
+            acquired = acquire_all(defs, job, timeout, factory)
+        except AcquisitionFailed as exc:
+            lease.error = str(exc)
+            return _announce(lease, board, job, owner)
+    else:
+        record = view.record if view else None
+        if record is None or record.state != LeaseState.ACQUIRED.value:
+            lease.error = record.error if record and record.error else "acquisition failed"
+            return lease
+        tokens = {r["name"]: r["token"] for r in record.resources}
+        acquired = [Acquired(d, tokens[d.name]) for d in defs if d.name in tokens]
+    now = time.time()
+    lease.state = LeaseState.ACQUIRED
+    lease.resources = [LeasedResource(a.resource.name, a.resource.current_type, a.token, now)
+                       for a in acquired]
+    contract = envcontract.build(acquired, job_id=job.job_id, uid=job.uid,
+                                 time_limit_seconds=limit, extra_env=settings.extra_env)
+    lease.env, lease.env_defaults = contract.forced, contract.defaults
+    return _announce(lease, board, job, owner)
+
+
+def _announce(lease: Lease, board: JobBoard, job: JobFacts, owner: bool) -> Lease:
+    """The first node of a multi-node job tells the others how it went."""
+    if owner and job.multi_node:
+        record = PublicRecord(
+            lease.state.value, job.node,
+            [{"name": r.name, "type": r.type, "token": r.token} for r in lease.resources],
+            lease.error)
+        try:
+            board.publish(job.job_id, record)
+        except (SlurmCommandError, ValueError) as exc:
+            log.error("job %s: cannot tell the job's other nodes about its QPUs: %s",
+                      job.job_id, exc)
+    return lease
+
+
+def run_epilog(
+    job: JobFacts,
+    settings: PluginSettings,
+    store: LeaseStore,
+    factory: ResourceFactory = default_factory,
+    retries: int = 3,
+    backoff: float = 0.5,
+) -> Lease | None:
+    """Release the job's QPUs exactly once (only on the node that acquired them)."""
+    with store.lock(job.job_id):
+        lease = store.load(job.job_id)
+        if lease is None or lease.state is LeaseState.RELEASED:
+            return lease
+        if lease.state is LeaseState.ACQUIRED and lease.owner:
+            _release(lease, job, settings, factory, retries, backoff)
+        lease.state = LeaseState.RELEASED
+        lease.released_at = time.time()
+        store.save(lease)
+    if lease.owner and lease.resources:
+        log.info("job %s: released %s", job.job_id, ",".join(r.name for r in lease.resources))
+    return lease
+
+
+def _release(lease: Lease, job: JobFacts, settings: PluginSettings, factory: ResourceFactory,
+             retries: int, backoff: float) -> None:
+    try:
+        config: QrmiConfig | None = load_config(settings.config)
+    except ConfigError as exc:
+        log.error("job %s: config unreadable at release (%s); releasing with the types "
+                  "recorded in the lease", job.job_id, exc)
+        config = None
+    for held in lease.resources:
+        rdef = (config.get(held.name) if config else None) or ResourceDef(
+            name=held.name, type=held.type)
+        for attempt in range(1, retries + 1):
+            try:
+                factory(_spec(rdef, job, None)).release(held.token)
+                break
+            except Exception as exc:
+                if attempt == retries:
+                    msg = (f"cannot release QPU {held.name} (token {held.token}) after "
+                           f"{retries} attempts: {_describe(exc)}")
+                    lease.release_errors.append(msg)
+                    log.error("job %s: %s", job.job_id, msg)
+                else:
+                    time.sleep(backoff * attempt)

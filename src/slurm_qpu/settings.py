@@ -1,0 +1,90 @@
+"""Plugin settings from the plugstack.conf line.
+
+    required spank_qpu.so [CONFIG] [config=PATH] [names=PATH] [state_dir=DIR] [log_level=LEVEL]
+                          [peer_timeout=SECONDS] [scontrol=PATH] [--env:NAME=VALUE ...]
+
+A bare first argument is the config path, as for spank_qrmi, so its plugstack line works
+unchanged. ``%n`` in ``state_dir`` expands to the node name (like SlurmdSpoolDir), which
+keeps several slurmd on one host apart. Arguments the C shim consumes (venv=, pyhome=,
+pythonpath=, pytrace=, module=) are ignored here. Standard library only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = "/etc/slurm/qrmi_config.json"
+DEFAULT_STATE_DIR = "/var/lib/slurm-qpu"
+CATALOG_NAME = "qpu_names.json"
+SHIM_KEYS = {"venv", "pyhome", "pythonpath", "pytrace", "module"}
+LOG_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
+              "verbose": 15, "debug": logging.DEBUG}
+
+
+class SettingsError(ValueError):
+    """A plugstack.conf argument that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    config: Path = Path(DEFAULT_CONFIG)
+    names: Path | None = None  # public name list; default: qpu_names.json beside the config
+    state_dir: str = DEFAULT_STATE_DIR  # may contain %n
+    log_level: int = logging.INFO
+    peer_timeout: float = 120.0  # how long a job's other nodes wait for the first node's lease
+    scontrol: str = "scontrol"
+    extra_env: dict[str, str] = field(default_factory=dict)  # --env:NAME=VALUE (spank_qrmi)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def catalog(self) -> Path:
+        return self.names or self.config.with_name(CATALOG_NAME)
+
+    def state_path(self, node: str | None) -> Path:
+        return Path(self.state_dir.replace("%n", node or "localhost"))
+
+
+def parse_args(args: list[str]) -> PluginSettings:
+    values: dict[str, object] = {}
+    extra_env: dict[str, str] = {}
+    warnings: list[str] = []
+    for index, arg in enumerate(args):
+        if arg.startswith("--env:"):
+            name, sep, value = arg[len("--env:"):].partition("=")
+            if not sep or not name:
+                raise SettingsError(f"plugstack argument {arg!r}: expected --env:NAME=VALUE")
+            extra_env[name] = value
+            continue
+        key, sep, value = arg.partition("=")
+        if not sep:
+            if index == 0:  # spank_qrmi compatibility: the config path comes first
+                values["config"] = Path(arg)
+            else:
+                warnings.append(f"ignoring plugstack argument {arg!r}")
+            continue
+        if key in SHIM_KEYS:
+            continue
+        if key == "config":
+            values["config"] = Path(value)
+        elif key == "names":
+            values["names"] = Path(value)
+        elif key == "state_dir":
+            values["state_dir"] = value
+        elif key == "scontrol":
+            values["scontrol"] = value
+        elif key == "log_level":
+            if value.lower() not in LOG_LEVELS:
+                raise SettingsError(f"plugstack argument log_level={value}: use one of "
+                                    f"{', '.join(LOG_LEVELS)}")
+            values["log_level"] = LOG_LEVELS[value.lower()]
+        elif key == "peer_timeout":
+            try:
+                values["peer_timeout"] = float(value)
+            except ValueError:
+                raise SettingsError(f"plugstack argument peer_timeout={value}: "
+                                    "expected seconds") from None
+        else:
+            warnings.append(f"ignoring unknown plugstack argument {arg!r}")
+    return PluginSettings(extra_env=extra_env, warnings=tuple(warnings), **values)  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""SPANK handlers: the functions the C shim calls (module ``slurm_qpu.spank``).
+
+Each takes the plugstack arguments first and returns 0 (ok) or non-zero (failure). What a
+failure means is decided by the shim per callback (see shim/spank_qpu.c): only ``option``
+(rejects the submission) and ``task_init`` (fails the job) can fail anything; prolog and
+epilog problems are recorded and logged, never returned, so a node is never drained.
+The handlers are thin: they turn Slurm facts into plain values and call the layers below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slurm_qpu.settings import PluginSettings, SettingsError, parse_args
+from slurm_qpu.spank import host
+
+log = logging.getLogger("slurm_qpu.spank")
+
+
+def _guard(callback: str, args: list[str], body: Callable[[PluginSettings], int]) -> int:
+    """Run a handler: settings, logging, and no exception ever escapes to Slurm."""
+    try:
+        settings = parse_args(list(args))
+    except SettingsError as exc:
+        host.log(0, f"plugstack.conf: {exc}")
+        return 1
+    try:
+        from slurm_qpu.log import route_to_slurm
+
+        route_to_slurm(host.log, settings.log_level)
+        quiet = host.context() in ("allocator", "local")  # users' terminals
+        for warning in settings.warnings:
+            (log.debug if quiet else log.warning)("plugstack.conf: %s", warning)
+        return body(settings)
+    except Exception as exc:
+        log.error("internal error in %s: %s: %s (please report this)", callback,
+                  type(exc).__name__, exc)
+        log.debug("traceback of the error above", exc_info=True)
+        return 1
+
+
+def option(args: list[str], value: str, remote: int) -> int:
+    """--qpu given to sbatch/salloc/srun: validate the names before anything is queued."""
+    from slurm_qpu.spank.submit import validate
+
+    return _guard("option", args, lambda s: validate(s, value))
+
+
+def job_prolog(args: list[str]) -> int:
+    from slurm_qpu.spank.jobscript import prolog
+
+    return _guard("job_prolog", args, prolog)
+
+
+def job_epilog(args: list[str]) -> int:
+    from slurm_qpu.spank.jobscript import epilog
+
+    return _guard("job_epilog", args, epilog)
+
+
+def init_post_opt(args: list[str]) -> int:
+    from slurm_qpu.spank.task import load_lease
+
+    return _guard("init_post_opt", args, load_lease)
+
+
+def task_init(args: list[str]) -> int:
+    from slurm_qpu.spank.task import export_environment
+
+    return _guard("task_init", args, export_environment)

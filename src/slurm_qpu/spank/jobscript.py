@@ -1,0 +1,70 @@
+"""job_prolog and job_epilog: root, on every node of the job, each in a fresh process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+
+from slurm_qpu import catalog, hostlist
+from slurm_qpu.config import ConfigError, load_config
+from slurm_qpu.coordination import SlurmJobBoard
+from slurm_qpu.leases import LeaseStore
+from slurm_qpu.lifecycle import JobFacts, run_epilog, run_prolog
+from slurm_qpu.settings import PluginSettings
+from slurm_qpu.slurmcli import Scontrol
+from slurm_qpu.spank import host
+
+log = logging.getLogger(__name__)
+KEEP_LEASE_RECORDS_SECONDS = 7 * 24 * 3600
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def job_facts() -> JobFacts:
+    env = os.environ
+    job_id = host.item("job_id") or _int(env.get("SLURM_JOB_ID")) or _int(env.get("SLURM_JOBID"))
+    if not job_id:
+        raise RuntimeError("no job id in the prolog/epilog environment")
+    node = env.get("SLURMD_NODENAME") or socket.gethostname()
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or node
+    return JobFacts(job_id=job_id, node=node, nodes=tuple(hostlist.expand(nodelist)),
+                    uid=host.item("uid") or _int(env.get("SLURM_JOB_UID")),
+                    user=env.get("SLURM_JOB_USER"))
+
+
+def _refresh_catalog(settings: PluginSettings) -> None:
+    """Keep the users' name list in step with the config (best effort, root only)."""
+    if not catalog.is_stale(settings.config, settings.catalog):
+        return
+    try:
+        config = load_config(settings.config)
+        catalog.write_catalog({r.name: r.current_type for r in config.resources},
+                              settings.config, settings.catalog)
+        log.info("refreshed the public QPU name list %s", settings.catalog)
+    except (ConfigError, OSError) as exc:
+        log.debug("cannot refresh %s: %s", settings.catalog, exc)
+
+
+def prolog(settings: PluginSettings) -> int:
+    job = job_facts()
+    store = LeaseStore(settings.state_path(job.node))
+    _refresh_catalog(settings)
+    run_prolog(job, host.qpu_option(), settings, store,
+               SlurmJobBoard(Scontrol(settings.scontrol)))
+    return 0
+
+
+def epilog(settings: PluginSettings) -> int:
+    job = job_facts()
+    store = LeaseStore(settings.state_path(job.node))
+    run_epilog(job, settings, store)
+    with contextlib.suppress(OSError):
+        store.prune(KEEP_LEASE_RECORDS_SECONDS)
+    return 0

@@ -1,0 +1,66 @@
+"""Steps: read the node's lease as root before tasks fork (init_post_opt), then give every
+task the environment contract (task_init, already running as the user)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from slurm_qpu.envcontract import rust_log_for
+from slurm_qpu.leases import Lease, LeaseState, LeaseStore
+from slurm_qpu.settings import PluginSettings
+from slurm_qpu.spank import host
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepState:
+    """What init_post_opt found, inherited by the forked tasks."""
+
+    job_id: int | None = None
+    lease: Lease | None = None
+    error: str | None = None
+
+
+_step = StepState()
+
+
+def _node_name() -> str:
+    return (host.job_env("SLURMD_NODENAME") or os.environ.get("SLURMD_NODENAME")
+            or socket.gethostname())
+
+
+def load_lease(settings: PluginSettings) -> int:
+    global _step
+    job_id = host.item("job_id")
+    if job_id is None:
+        _step = StepState(error="no job id in this step")
+        return 1
+    node = _node_name()
+    lease = LeaseStore(settings.state_path(node)).load(job_id)
+    if lease is None:
+        _step = StepState(job_id, error=f"no QPU lease for this job on node {node}: its "
+                                        "prolog did not record one (see the slurmd log there)")
+    elif lease.state is LeaseState.FAILED:
+        _step = StepState(job_id, lease, lease.error or "QPU acquisition failed")
+    elif lease.state is LeaseState.RELEASED:
+        _step = StepState(job_id, lease, "the job's QPUs were already released")
+    else:
+        _step = StepState(job_id, lease)
+    return 0
+
+
+def export_environment(settings: PluginSettings) -> int:
+    lease = _step.lease
+    if _step.error or lease is None:
+        log.error("job %s: %s", _step.job_id, _step.error or "QPU lease not loaded")
+        return 1
+    for name, value in lease.env.items():
+        host.setenv(name, value, True)
+    for name, value in lease.env_defaults.items():
+        host.setenv(name, value, False)
+    host.setenv("RUST_LOG", rust_log_for(host.job_env("SRUN_DEBUG")), False)
+    return 0

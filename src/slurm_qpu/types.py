@@ -1,0 +1,59 @@
+"""Resource type names: the current QRMI names, the legacy ones, and how legacy maps to current.
+
+Standard library only (used at submit time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The network-free type built into slurm-qpu, for tests, the demo and site smoke tests.
+LOCAL_SIMULATOR = "local-simulator"
+
+CURRENT_TYPES = (
+    "ibm-quantum-compute-service",
+    "ibm-quantum-system",
+    "pasqal-cloud",
+    "pasqal-local",
+    "iqm-server",
+    "alice-bob-felis",
+    LOCAL_SIMULATOR,
+)
+
+
+@dataclass(frozen=True)
+class LegacyType:
+    legacy: str
+    current: str
+    legacy_prefix: str  # environment key prefix the legacy type reads
+    current_prefix: str  # the same keys under the current type
+
+
+LEGACY_TYPES = {
+    t.legacy: t
+    for t in (
+        LegacyType("qiskit-runtime-service", "ibm-quantum-compute-service",
+                   "QRMI_IBM_QRS_", "QRMI_IBM_QCS_"),
+        LegacyType("direct-access", "ibm-quantum-system", "QRMI_IBM_DA_", "QRMI_IBM_QS_"),
+    )
+}
+
+
+def current_type(name: str) -> str:
+    """The current name of a type (legacy names map to their successor)."""
+    legacy = LEGACY_TYPES.get(name)
+    return legacy.current if legacy else name
+
+
+def current_environment(type_name: str, environment: dict[str, str]) -> dict[str, str]:
+    """A resource's environment with legacy keys also given under their current names,
+    so code written for either generation of QRMI finds its variables. Keys already
+    present under the current name win."""
+    legacy = LEGACY_TYPES.get(type_name)
+    if legacy is None:
+        return dict(environment)
+    out = dict(environment)
+    for key, value in environment.items():
+        if key.startswith(legacy.legacy_prefix):
+            out.setdefault(legacy.current_prefix + key[len(legacy.legacy_prefix):], value)
+    return out

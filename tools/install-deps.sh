@@ -1,0 +1,18 @@
+#!/bin/bash
+# Install the Debian packages slurm-qpu's build, lab and tests need (idempotent, as root).
+#   tools/install-deps.sh [extra package ...]
+set -euo pipefail
+PKGS=(slurmctld slurmd slurm-client munge libslurm-dev python3-dev python3-venv gcc make
+      iproute2 iptables util-linux procps "$@")
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2; exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
