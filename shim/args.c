@@ -25,12 +25,15 @@ void shim_args_parse(struct shim_args *a, int ac, char **av)
 	memset(a, 0, sizeof(*a));
 	snprintf(a->pyhome, sizeof(a->pyhome), "%s", PYHOME_DEFAULT);
 	snprintf(a->module, sizeof(a->module), "%s", "slurm_qpu.spank");
+	snprintf(a->state_dir, sizeof(a->state_dir), "%s", "/var/lib/slurm-qpu");
 
 	for (int i = 0; i < ac; i++) {
 		if (take(av[i], "pyhome", a->pyhome, sizeof(a->pyhome)) ||
 		    take(av[i], "venv", a->venv, sizeof(a->venv)) ||
 		    take(av[i], "pythonpath", a->pythonpath, sizeof(a->pythonpath)) ||
 		    take(av[i], "pytrace", a->pytrace, sizeof(a->pytrace)))
+			continue;
+		if (take(av[i], "state_dir", a->state_dir, sizeof(a->state_dir)))
 			continue;
 		take(av[i], "module", a->module, sizeof(a->module));
 	}

@@ -15,6 +15,7 @@ struct shim_args {
 	char pythonpath[PATH_MAX]; /* pythonpath=DIR[:DIR]  prepended to sys.path (development)        */
 	char pytrace[PATH_MAX];    /* pytrace=FILE append one line per Python start-up (benchmarks)    */
 	char module[128];          /* module=NAME  handler module (default slurm_qpu.spank)            */
+	char state_dir[PATH_MAX];  /* state_dir=DIR  lease records (shared with Python; %n = node)     */
 };
 
 /* Fill *a from plugstack arguments; unknown arguments are ignored here. */

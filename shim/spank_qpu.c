@@ -18,11 +18,16 @@
  *   required /usr/lib/slurm/spank_qpu.so config=/etc/slurm/qrmi_config.json venv=/opt/slurm-qpu/venv
  * (see plugstack.conf.example for every argument)
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <slurm/spank.h>
 
+#include "args.h"
 #include "python.h"
 
 SPANK_PLUGIN(qpu, 1);
@@ -31,6 +36,7 @@ SPANK_PLUGIN(qpu, 1);
 #define OPTION_ENV "SPANK__SLURM_SPANK_OPTION_qpu_qpu"
 
 char *shim_option_value;
+static int step_has_lease;   /* remote: the prolog left a lease record for this job here */
 static int init_ac;
 static char **init_av;
 
@@ -67,6 +73,37 @@ static int job_wants_qpu(spank_t sp)
 	return getenv(OPTION_ENV) != NULL;
 }
 
+/*
+ * Did this node's prolog record a lease for the job? A step can lack the --qpu option
+ * although its job has one (the steps of a heterogeneous job's other components are
+ * launched by an srun that never saw it), so remote callbacks also look on disk: a
+ * stat(2), no Python. "%n" in state_dir is the short host name, here and in Python
+ * (slurmstepd knows no node name a plugin can read before the tasks' environment exists).
+ */
+static int lease_on_disk(spank_t sp, int ac, char **av)
+{
+	struct shim_args a;
+	char host[256] = "", dir[PATH_MAX], path[PATH_MAX + 64];
+	uint32_t job_id = 0;
+	struct stat st;
+	char *pct;
+
+	if (spank_get_item(sp, S_JOB_ID, &job_id) != ESPANK_SUCCESS || !job_id)
+		return 0;
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		return 0;
+	host[strcspn(host, ".")] = '\0';
+	shim_args_parse(&a, ac, av);
+	pct = strstr(a.state_dir, "%n");
+	if (pct)
+		snprintf(dir, sizeof(dir), "%.*s%s%s", (int)(pct - a.state_dir), a.state_dir,
+			 host, pct + 2);
+	else
+		snprintf(dir, sizeof(dir), "%s", a.state_dir);
+	snprintf(path, sizeof(path), "%s/jobs/%u.json", dir, job_id);
+	return stat(path, &st) == 0;
+}
+
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	/* The option callback gets no argv: keep the plugstack arguments. */
@@ -98,15 +135,17 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
 
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
-	if (spank_remote(sp) && shim_option_value &&
-	    py_call(sp, "init_post_opt", ac, av, NULL, 1))
+	if (!spank_remote(sp))
+		return 0;
+	step_has_lease = shim_option_value || lease_on_disk(sp, ac, av);
+	if (step_has_lease && py_call(sp, "init_post_opt", ac, av, NULL, 1))
 		slurm_error("qpu: init_post_opt failed; the job will fail in task_init");
 	return 0;
 }
 
 int slurm_spank_task_init(spank_t sp, int ac, char **av)
 {
-	if (!shim_option_value)
+	if (!step_has_lease)
 		return 0;
 	return py_call(sp, "task_init", ac, av, NULL, 1) ? -1 : 0;
 }

@@ -29,7 +29,7 @@ def parse_request(value: str | None) -> list[str]:
         if name and name not in names:
             names.append(name)
     if not names:
-        raise RequestError("--qpu needs at least one QPU name, e.g. --qpu=NAME[,NAME...]")
+        raise RequestError("no QPU name given; use --qpu=NAME[,NAME...] (names: slurm-qpu list)")
     return names
 
 

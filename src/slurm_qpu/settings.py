@@ -4,14 +4,16 @@
                           [peer_timeout=SECONDS] [scontrol=PATH] [--env:NAME=VALUE ...]
 
 A bare first argument is the config path, as for spank_qrmi, so its plugstack line works
-unchanged. ``%n`` in ``state_dir`` expands to the node name (like SlurmdSpoolDir), which
-keeps several slurmd on one host apart. Arguments the C shim consumes (venv=, pyhome=,
+unchanged. ``%n`` in ``state_dir`` expands to the short host name, which keeps the lab's
+nodes (one host, one network and UTS namespace each) apart; the C shim expands it the
+same way. Arguments the C shim consumes (venv=, pyhome=,
 pythonpath=, pytrace=, module=) are ignored here. Standard library only.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +44,10 @@ class PluginSettings:
     def catalog(self) -> Path:
         return self.names or self.config.with_name(CATALOG_NAME)
 
-    def state_path(self, node: str | None) -> Path:
-        return Path(self.state_dir.replace("%n", node or "localhost"))
+    def state_path(self, host: str | None = None) -> Path:
+        """This node's state directory (``%n`` = ``host``, default the short host name)."""
+        host = host or socket.gethostname().split(".")[0]
+        return Path(self.state_dir.replace("%n", host))
 
 
 def parse_args(args: list[str]) -> PluginSettings:

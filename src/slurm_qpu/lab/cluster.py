@@ -176,6 +176,11 @@ class Lab:
     def example_resources(self) -> list[dict[str, Any]]:
         base = (self.source or Path(__file__).resolve().parents[3]) / "qrmi_config.example.json"
         resources: list[dict[str, Any]] = json.loads(base.read_text())["resources"]
+        return resources
+
+    def _with_ledgers(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Point every simulated QPU's vendor ledger into the lab (one "vendor" for all
+        nodes, as a real vendor is)."""
         for r in resources:
             if r.get("type") == "local-simulator":
                 r.setdefault("environment", {})["QRMI_LOCAL_SIM_LEDGER"] = str(
@@ -185,7 +190,8 @@ class Lab:
     def write_qrmi_config(self, extra: list[dict[str, Any]] | None = None) -> None:
         """The example config (ledgers pointing into the lab) plus ``extra`` resources;
         root-only, like a production config, and published for users' submit checks."""
-        body = {"resources": self.example_resources() + list(extra or [])}
+        extra = json.loads(json.dumps(extra or []))  # never modify the caller's list
+        body = {"resources": self._with_ledgers(self.example_resources() + extra)}
         tmp = self.qrmi_config.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2))
         tmp.chmod(0o600)
@@ -240,8 +246,15 @@ class Lab:
         lines.append("PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
         self.slurm_conf.write_text("\n".join(lines) + "\n")
 
+    @staticmethod
+    def _munge_answers() -> bool:
+        mung = subprocess.run(["munge", "-n"], capture_output=True, check=False)
+        return mung.returncode == 0 and subprocess.run(
+            ["unmunge"], input=mung.stdout, capture_output=True, check=False).returncode == 0
+
     def _start_munge(self) -> None:
-        if _run(["pgrep", "-x", "munged"], check=False).returncode != 0:
+        # Ask the socket, not pgrep: in a chroot, pgrep sees the host's munged.
+        if not self._munge_answers():
             key = Path("/etc/munge/munge.key")
             if not key.exists() or key.stat().st_size == 0:
                 key.write_bytes(os.urandom(128))
@@ -255,9 +268,7 @@ class Lab:
             _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
             shutil.copy("/run/munge/munged.pid", self.root / "run" / "munged.pid")
         for _ in range(100):
-            mung = subprocess.run(["munge", "-n"], capture_output=True, check=False)
-            if mung.returncode == 0 and subprocess.run(
-                    ["unmunge"], input=mung.stdout, capture_output=True).returncode == 0:
+            if self._munge_answers():
                 return
             time.sleep(0.1)
         raise LabError("munged does not answer")
@@ -301,7 +312,7 @@ class Lab:
                 f"export PATH={self.prefix}/bin:$PATH\n"
                 f"export SLURM_QPU_LAB={self.root}\n")
         (self.root / "lab.env").write_text(text)
-        if self.source is not None:
+        if self.source is not None and self.slot == 0:  # the developer's lab
             (self.source / "lab.env").write_text(text)
 
     # ------------------------------------------------------------------ down
@@ -309,8 +320,8 @@ class Lab:
         """Stop what ``up`` started, in the order that does not hang: slurmd first (it
         blocks on exit reporting to a dead slurmctld), then slurmctld, then munged."""
         run = self.root / "run"
-        pidfiles = sorted(run.glob("slurmd-*.pid")) + [run / "slurmctld.pid",
-                                                         run / "munged.pid"]
+        pidfiles = [*sorted(run.glob("slurmd-*.pid")), run / "slurmctld.pid",
+                    run / "munged.pid"]
         for pidfile in pidfiles:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 _stop(int(pidfile.read_text().strip()))

@@ -54,7 +54,7 @@ def _refresh_catalog(settings: PluginSettings) -> None:
 
 def prolog(settings: PluginSettings) -> int:
     job = job_facts()
-    store = LeaseStore(settings.state_path(job.node))
+    store = LeaseStore(settings.state_path())
     _refresh_catalog(settings)
     run_prolog(job, host.qpu_option(), settings, store,
                SlurmJobBoard(Scontrol(settings.scontrol)))
@@ -63,7 +63,7 @@ def prolog(settings: PluginSettings) -> int:
 
 def epilog(settings: PluginSettings) -> int:
     job = job_facts()
-    store = LeaseStore(settings.state_path(job.node))
+    store = LeaseStore(settings.state_path())
     run_epilog(job, settings, store)
     with contextlib.suppress(OSError):
         store.prune(KEEP_LEASE_RECORDS_SECONDS)

@@ -4,7 +4,6 @@ task the environment contract (task_init, already running as the user)."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from dataclasses import dataclass
 
@@ -28,21 +27,17 @@ class StepState:
 _step = StepState()
 
 
-def _node_name() -> str:
-    return (host.job_env("SLURMD_NODENAME") or os.environ.get("SLURMD_NODENAME")
-            or socket.gethostname())
-
-
 def load_lease(settings: PluginSettings) -> int:
     global _step
     job_id = host.item("job_id")
     if job_id is None:
         _step = StepState(error="no job id in this step")
         return 1
-    node = _node_name()
+    # Not SLURMD_NODENAME: the step's environment still holds the submitting node's value.
+    node = socket.gethostname().split(".")[0]
     lease = LeaseStore(settings.state_path(node)).load(job_id)
     if lease is None:
-        _step = StepState(job_id, error=f"no QPU lease for this job on node {node}: its "
+        _step = StepState(job_id, error=f"no QPU lease for this job on {node}: its "
                                         "prolog did not record one (see the slurmd log there)")
     elif lease.state is LeaseState.FAILED:
         _step = StepState(job_id, lease, lease.error or "QPU acquisition failed")
