@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         if args.command == "config":
-            parser.parse_args(["config", "--help"])
-        parser.print_help()
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            sub.choices["config"].print_help()
+        else:
+            parser.print_help()
         return 2
     return int(func(args))

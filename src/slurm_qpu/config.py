@@ -84,6 +84,11 @@ class ResourceDef(BaseModel):
             raise ValueError(f"unknown type {type_name!r}; known: {', '.join(sorted(known))}")
         return type_name
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _drop_env_comments(cls, env: Any) -> Any:
+        return _drop_comments(env)
+
     @field_validator("environment")
     @classmethod
     def _keys_are_env_names(cls, env: dict[str, str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from slurm_qpu.slurmcli import Scontrol, parse_time_limit
+from slurm_qpu.slurmcli import Scontrol, Squeue
 
 MARK = "slurm-qpu:v1:"
 
@@ -29,6 +29,7 @@ class PublicRecord:
     owner_node: str
     resources: list[dict[str, str]] = field(default_factory=list)  # name, type, token
     error: str | None = None
+    run: int = 0  # the job's restart count: a requeued job's old record is not this run's
 
     def encode(self) -> str:
         raw = json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -50,6 +51,7 @@ class PublicRecord:
 class JobView:
     time_limit_seconds: int | None
     record: PublicRecord | None
+    restart_count: int = 0
 
 
 class JobBoard(Protocol):
@@ -60,14 +62,15 @@ class JobBoard(Protocol):
 
 @dataclass
 class SlurmJobBoard:
-    """JobBoard on slurmctld: reads ``scontrol show job``, writes AdminComment."""
+    """JobBoard on slurmctld: reads ``squeue --json``, writes AdminComment."""
 
     scontrol: Scontrol
+    squeue: Squeue = field(default_factory=Squeue)
 
     def view(self, job_id: int) -> JobView:
-        fields = self.scontrol.show_job(job_id)
-        return JobView(parse_time_limit(fields.get("TimeLimit")),
-                       PublicRecord.decode(fields.get("AdminComment", "")))
+        job = self.squeue.job(job_id)
+        return JobView(job.time_limit_seconds, PublicRecord.decode(job.admin_comment),
+                       job.restart_count)
 
     def publish(self, job_id: int, record: PublicRecord) -> None:
         self.scontrol.set_admin_comment(job_id, record.encode())
@@ -86,13 +89,14 @@ def wait_for_record(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> JobView:
-    """Poll until the first node's record appears; raise PeerTimeout after ``timeout`` s."""
+    """Poll until the first node's record for this run appears (a requeued job still carries
+    its previous run's record); raise PeerTimeout after ``timeout`` seconds."""
     deadline = clock() + timeout
     while True:
         view = board.view(job_id)
-        if view.record is not None:
+        if view.record is not None and view.record.run == view.restart_count:
             return view
         if clock() >= deadline:
             raise PeerTimeout(f"no word from the job's first node after {timeout:.0f} s")
-        sleep(min(poll * 2, 2.0))
+        sleep(poll)
         poll = min(poll * 2, 2.0)

@@ -17,6 +17,8 @@ def _split_top(expr: str) -> list[str]:
             depth += 1
         elif ch == "]":
             depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced ']' in hostlist {expr!r}")
         if ch == "," and depth == 0:
             parts.append("".join(current))
             current = []
@@ -40,6 +42,8 @@ def _expand_one(item: str) -> list[str]:
         if not m:
             raise ValueError(f"bad range {chunk!r} in hostlist {item!r}")
         lo, hi = m.group(1), m.group(2) or m.group(1)
+        if int(hi) < int(lo):
+            raise ValueError(f"descending range {chunk!r} in hostlist {item!r}")
         width = len(lo) if lo.startswith("0") else 0
         for n in range(int(lo), int(hi) + 1):
             for tail in _expand_one(rest):

@@ -24,6 +24,10 @@ from typing import Any
 FORMAT_VERSION = 1
 
 
+class LeaseFileError(Exception):
+    """A lease record that cannot be read back; the message names the file."""
+
+
 class LeaseState(StrEnum):
     ACQUIRED = "acquired"
     FAILED = "failed"  # acquisition failed: the job must fail, nothing to release
@@ -101,10 +105,14 @@ class LeaseStore:
             os.close(fd)
 
     def load(self, job_id: int) -> Lease | None:
+        path = self.path(job_id)
         try:
-            return Lease.from_json(self.path(job_id).read_text(encoding="utf-8"))
+            return Lease.from_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LeaseFileError(f"lease file {path} is unreadable or corrupt "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
     def save(self, lease: Lease) -> None:
         self._ensure()

@@ -135,8 +135,8 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
     try:
         names, config = _resolve(raw, str(settings.config))
     except (RequestError, ConfigError) as exc:
-        lease.error = f"--qpu={raw}: {exc}"
-        return _announce(lease, board, job, owner)
+        lease.error = f"--qpu={raw}: {exc}" if raw is not None else str(exc)
+        return _announce(lease, board, job, owner, _run_of(board, job, owner))
     lease.names = names
     defs = [r for n in names if (r := config.get(n)) is not None]
     try:
@@ -160,7 +160,7 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
             acquired = acquire_all(defs, job, timeout, factory)
         except AcquisitionFailed as exc:
             lease.error = str(exc)
-            return _announce(lease, board, job, owner)
+            return _announce(lease, board, job, owner, view.restart_count if view else 0)
     else:
         record = view.record if view else None
         if record is None or record.state != LeaseState.ACQUIRED.value:
@@ -175,16 +175,27 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
     contract = envcontract.build(acquired, job_id=job.job_id, uid=job.uid,
                                  time_limit_seconds=limit, extra_env=settings.extra_env)
     lease.env, lease.env_defaults = contract.forced, contract.defaults
-    return _announce(lease, board, job, owner)
+    return _announce(lease, board, job, owner, view.restart_count if view else 0)
 
 
-def _announce(lease: Lease, board: JobBoard, job: JobFacts, owner: bool) -> Lease:
+def _run_of(board: JobBoard, job: JobFacts, owner: bool) -> int:
+    """The job's restart count, asked only when a failure must be announced."""
+    if not (owner and job.multi_node):
+        return 0
+    try:
+        return board.view(job.job_id).restart_count
+    except SlurmCommandError:
+        return 0
+
+
+def _announce(lease: Lease, board: JobBoard, job: JobFacts, owner: bool,
+              run: int = 0) -> Lease:
     """The first node of a multi-node job tells the others how it went."""
     if owner and job.multi_node:
         record = PublicRecord(
             lease.state.value, job.node,
             [{"name": r.name, "type": r.type, "token": r.token} for r in lease.resources],
-            lease.error)
+            lease.error, run)
         try:
             board.publish(job.job_id, record)
         except (SlurmCommandError, ValueError) as exc:

@@ -13,6 +13,7 @@ pythonpath=, pytrace=, module=) are ignored here. Standard library only.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class PluginSettings:
     log_level: int = logging.INFO
     peer_timeout: float = 120.0  # how long a job's other nodes wait for the first node's lease
     scontrol: str = "scontrol"
+    squeue: str = "squeue"
     extra_env: dict[str, str] = field(default_factory=dict)  # --env:NAME=VALUE (spank_qrmi)
     warnings: tuple[str, ...] = ()
 
@@ -76,8 +78,8 @@ def parse_args(args: list[str]) -> PluginSettings:
             values["names"] = Path(value)
         elif key == "state_dir":
             values["state_dir"] = value
-        elif key == "scontrol":
-            values["scontrol"] = value
+        elif key in ("scontrol", "squeue"):
+            values[key] = value
         elif key == "log_level":
             if value.lower() not in LOG_LEVELS:
                 raise SettingsError(f"plugstack argument log_level={value}: use one of "
@@ -85,10 +87,13 @@ def parse_args(args: list[str]) -> PluginSettings:
             values["log_level"] = LOG_LEVELS[value.lower()]
         elif key == "peer_timeout":
             try:
-                values["peer_timeout"] = float(value)
+                seconds = float(value)
             except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds) or seconds <= 0:
                 raise SettingsError(f"plugstack argument peer_timeout={value}: "
-                                    "expected seconds") from None
+                                    "expected a positive number of seconds")
+            values["peer_timeout"] = seconds
         else:
             warnings.append(f"ignoring unknown plugstack argument {arg!r}")
     return PluginSettings(extra_env=extra_env, warnings=tuple(warnings), **values)  # type: ignore[arg-type]

@@ -3,9 +3,11 @@ Slurm versions Debian ships; see DESIGN.md). Only used by root-side handlers."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:]*)=")
 UNLIMITED = {"UNLIMITED", "INFINITE", "Partition_Limit", "NONE"}
@@ -41,6 +43,58 @@ def parse_time_limit(value: str | None) -> int | None:
     else:
         h, m, s = parts[-3], parts[-2], parts[-1]
     return ((days * 24 + h) * 60 + m) * 60 + s
+
+
+def json_number(value: Any) -> int | None:
+    """A number from ``squeue --json``: a plain int (22.05) or
+    ``{"set": .., "infinite": .., "number": ..}`` (23.02 and later); None if unset/infinite."""
+    if isinstance(value, dict):
+        if value.get("infinite") or not value.get("set", True):
+            return None
+        value = value.get("number")
+    return value if isinstance(value, int) else None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The fields of a job the plugin reads, from structured output only: free-text fields
+    a user controls (Comment, JobName, WorkDir) can never shadow them."""
+
+    time_limit_seconds: int | None
+    admin_comment: str
+    restart_count: int
+
+
+def parse_squeue_json(text: str, job_id: int) -> JobRecord:
+    try:
+        jobs = json.loads(text).get("jobs", [])
+    except (ValueError, AttributeError):
+        raise SlurmCommandError("squeue --json: output is not JSON") from None
+    job = next((j for j in jobs if json_number(j.get("job_id")) == job_id), None)
+    if job is None:
+        raise SlurmCommandError(f"squeue --json: job {job_id} not found")
+    minutes = json_number(job.get("time_limit"))
+    # 22.05 reports an unlimited limit as a huge number of minutes (or 0 when unset)
+    limit = minutes * 60 if minutes and minutes < 0xFFFFFFFE else None
+    return JobRecord(limit, str(job.get("admin_comment") or ""),
+                     json_number(job.get("restart_cnt")) or 0)
+
+
+@dataclass
+class Squeue:
+    path: str = "squeue"
+    timeout: float = 15.0
+
+    def job(self, job_id: int) -> JobRecord:
+        cmd = [self.path, "--json", "--states=all", "-j", str(job_id)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SlurmCommandError(f"{' '.join(cmd)}: {exc}") from None
+        if proc.returncode != 0:
+            raise SlurmCommandError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
+        return parse_squeue_json(proc.stdout, job_id)
 
 
 @dataclass

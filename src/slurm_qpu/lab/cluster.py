@@ -144,6 +144,13 @@ class Lab:
             if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
                 raise LabError(f"{tool} not found: run tools/install-deps.sh first")
         self.down(quiet=True)
+        try:
+            self._up()
+        except BaseException:
+            self.down(quiet=True)  # leave no half-started daemons or namespaces behind
+            raise
+
+    def _up(self) -> None:
         for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)

@@ -117,7 +117,8 @@ class LocalSimulator:
         except json.JSONDecodeError as exc:
             raise UnsupportedPayload(f"payload input is not JSON: {exc.msg}") from None
         pubs = params.get("pubs", []) if isinstance(params, dict) else []
-        default_shots = int(params.get("shots", 1024)) if isinstance(params, dict) else 1024
+        shots_value = params.get("shots") if isinstance(params, dict) else None
+        default_shots = shots_value if isinstance(shots_value, int) and shots_value > 0 else 1024
         results = []
         for pub in pubs:
             shots = pub[2] if isinstance(pub, list) and len(pub) > 2 and pub[2] else default_shots

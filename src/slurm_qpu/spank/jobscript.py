@@ -13,7 +13,7 @@ from slurm_qpu.coordination import SlurmJobBoard
 from slurm_qpu.leases import LeaseStore
 from slurm_qpu.lifecycle import JobFacts, run_epilog, run_prolog
 from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import Scontrol
+from slurm_qpu.slurmcli import Scontrol, Squeue
 from slurm_qpu.spank import host
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,21 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _first(*values: int | None) -> int | None:
+    """The first value that is not None (0 is a valid uid)."""
+    return next((v for v in values if v is not None), None)
+
+
 def job_facts() -> JobFacts:
     env = os.environ
-    job_id = host.item("job_id") or _int(env.get("SLURM_JOB_ID")) or _int(env.get("SLURM_JOBID"))
+    job_id = _first(host.item("job_id"), _int(env.get("SLURM_JOB_ID")),
+                    _int(env.get("SLURM_JOBID")))
     if not job_id:
         raise RuntimeError("no job id in the prolog/epilog environment")
-    node = env.get("SLURMD_NODENAME") or socket.gethostname()
+    node = env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or node
     return JobFacts(job_id=job_id, node=node, nodes=tuple(hostlist.expand(nodelist)),
-                    uid=host.item("uid") or _int(env.get("SLURM_JOB_UID")),
+                    uid=_first(host.item("uid"), _int(env.get("SLURM_JOB_UID"))),
                     user=env.get("SLURM_JOB_USER"))
 
 
@@ -57,7 +63,7 @@ def prolog(settings: PluginSettings) -> int:
     store = LeaseStore(settings.state_path())
     _refresh_catalog(settings)
     run_prolog(job, host.qpu_option(), settings, store,
-               SlurmJobBoard(Scontrol(settings.scontrol)))
+               SlurmJobBoard(Scontrol(settings.scontrol), Squeue(settings.squeue)))
     return 0
 
 

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 
 from slurm_qpu.envcontract import rust_log_for
-from slurm_qpu.leases import Lease, LeaseState, LeaseStore
+from slurm_qpu.leases import Lease, LeaseFileError, LeaseState, LeaseStore
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.spank import host
 
@@ -35,7 +35,11 @@ def load_lease(settings: PluginSettings) -> int:
         return 1
     # Not SLURMD_NODENAME: the step's environment still holds the submitting node's value.
     node = socket.gethostname().split(".")[0]
-    lease = LeaseStore(settings.state_path(node)).load(job_id)
+    try:
+        lease = LeaseStore(settings.state_path(node)).load(job_id)
+    except LeaseFileError as exc:
+        _step = StepState(job_id, error=str(exc))
+        return 0
     if lease is None:
         _step = StepState(job_id, error=f"no QPU lease for this job on {node}: its "
                                         "prolog did not record one (see the slurmd log there)")
@@ -51,7 +55,8 @@ def load_lease(settings: PluginSettings) -> int:
 def export_environment(settings: PluginSettings) -> int:
     lease = _step.lease
     if _step.error or lease is None:
-        log.error("job %s: %s", _step.job_id, _step.error or "QPU lease not loaded")
+        prefix = f"job {_step.job_id}: " if _step.job_id is not None else ""
+        log.error("%s%s", prefix, _step.error or "QPU lease not loaded")
         return 1
     for name, value in lease.env.items():
         host.setenv(name, value, True)

@@ -1,0 +1,30 @@
+"""The whole real-Slurm tier again, against a newer Slurm and Python (Debian trixie:
+Slurm 24.11, Python 3.13) in a debootstrap chroot. CHROOT_SUITES=trixie,sid adds sid
+(Slurm 26.05)."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from slurm_qpu.lab import chroot
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = os.environ.get("CHROOT_SUITES", "trixie").split(",")
+
+
+@pytest.mark.chroot
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("suite", SUITES)
+def test_real_slurm_tier_passes_on_newer_slurm(suite, tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("the chroot tier needs root (debootstrap, mount, chroot)")
+    log = tmp_path / f"{suite}.log"
+    rc = chroot.run_tier(suite, REPO, log)
+    text = log.read_text(errors="replace")
+    summary = re.findall(r"=+ (.*(?:passed|failed|error).*) in [\d.]+s", text)
+    assert rc == 0, f"make test-slurm in the {suite} chroot exited {rc}:\n" + text[-8000:]
+    assert summary and "failed" not in summary[-1] and "passed" in summary[-1], text[-4000:]
+    versions = re.search(r"slurm-wlm (\d+\.\d+)", text)
+    print(f"{suite}: {summary[-1]}" + (f" (Slurm {versions.group(1)})" if versions else ""))
