@@ -62,7 +62,7 @@ test-unit: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) tests/unit $(PYTEST_ARGS)
 
 test-slurm: $(PY_DEV) shim
-	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm tests/slurm $(PYTEST_ARGS)
+	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm --maxfail=5 tests/slurm $(PYTEST_ARGS)
 
 test-chroot: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) -m chroot tests/chroot $(PYTEST_ARGS)

@@ -3,8 +3,11 @@
 The prolog that acquires and the epilog that releases run in different processes (and
 task_init in yet others), so the lease lives in a file: ``<state_dir>/jobs/<job_id>.json``,
 mode 0600, written atomically, with a per-job lock so concurrent prologs/epilogs on one
-node serialise. Each node of a job has its own file; only the node that acquired
-(``owner``) releases. Nothing here touches Slurm or a vendor.
+node serialise. Once released it moves to ``<state_dir>/done/`` (kept a week for admins):
+``jobs/`` holds live leases only, which is what the C shim checks with a bare stat(2) to
+decide whether a step needs Python, so an old record of a reused job id never counts.
+Each node of a job has its own file; only the node that acquired (``owner``) releases.
+Nothing here touches Slurm or a vendor.
 """
 
 from __future__ import annotations
@@ -85,12 +88,19 @@ class LeaseStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.jobs = self.root / "jobs"
+        self.done = self.root / "done"
 
     def _ensure(self) -> None:
         self.jobs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.done.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def path(self, job_id: int) -> Path:
+        """Where a live (acquired or failed) lease is."""
         return self.jobs / f"{int(job_id)}.json"
+
+    def done_path(self, job_id: int) -> Path:
+        """Where a released lease is kept."""
+        return self.done / f"{int(job_id)}.json"
 
     @contextlib.contextmanager
     def lock(self, job_id: int) -> Iterator[None]:
@@ -105,14 +115,15 @@ class LeaseStore:
             os.close(fd)
 
     def load(self, job_id: int) -> Lease | None:
-        path = self.path(job_id)
-        try:
-            return Lease.from_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LeaseFileError(f"lease file {path} is unreadable or corrupt "
-                                 f"({type(exc).__name__}: {exc})") from exc
+        for path in (self.path(job_id), self.done_path(job_id)):
+            try:
+                return Lease.from_json(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise LeaseFileError(f"lease file {path} is unreadable or corrupt "
+                                     f"({type(exc).__name__}: {exc})") from exc
+        return None
 
     def save(self, lease: Lease) -> None:
         self._ensure()
@@ -122,14 +133,19 @@ class LeaseStore:
                 fh.write(lease.to_json())
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path(lease.job_id))
+            if lease.state is LeaseState.RELEASED:
+                os.replace(tmp, self.done_path(lease.job_id))
+                self.path(lease.job_id).unlink(missing_ok=True)
+            else:
+                os.replace(tmp, self.path(lease.job_id))
+                self.done_path(lease.job_id).unlink(missing_ok=True)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def all(self) -> list[Lease]:
         leases = []
-        for path in sorted(self.jobs.glob("*.json")):
+        for path in sorted([*self.jobs.glob("*.json"), *self.done.glob("*.json")]):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 leases.append(Lease.from_json(path.read_text(encoding="utf-8")))
         return leases
@@ -142,6 +158,7 @@ class LeaseStore:
             done = lease.state is not LeaseState.ACQUIRED
             if done and now - (lease.released_at or lease.created_at) > older_than_seconds:
                 self.path(lease.job_id).unlink(missing_ok=True)
+                self.done_path(lease.job_id).unlink(missing_ok=True)
                 (self.jobs / f"{lease.job_id}.lock").unlink(missing_ok=True)
                 removed += 1
         return removed

@@ -24,6 +24,8 @@ TEST_RESOURCES = [
      "environment": {"QRMI_LOCAL_SIM_ACQUIRE_ERROR": BROKEN_MESSAGE}},
     {"name": "sim_maint", "type": "local-simulator",
      "environment": {"QRMI_LOCAL_SIM_STATUS": "maintenance"}},
+    {"name": "sim_relfail", "type": "local-simulator",
+     "environment": {"QRMI_LOCAL_SIM_RELEASE_ERROR": "session already closed by the vendor"}},
     {"name": "sim_secret", "type": "local-simulator",
      "environment": {"QRMI_LOCAL_SIM_NUM_QUBITS": "3", "QRMI_LOCAL_SIM_API_KEY": "s3cr3t-key"}},
 ]
@@ -66,8 +68,10 @@ class LabFixture(Lab):
         return self.pytrace.read_text().splitlines()
 
     def leases_on(self, node: str) -> dict[int, dict]:  # type: ignore[type-arg]
-        jobs = self.state_dir(node) / "jobs"
-        return {int(p.stem): json.loads(p.read_text()) for p in jobs.glob("*.json")}
+        """Every lease record on a node: live (jobs/) and released (done/)."""
+        root = self.state_dir(node)
+        paths = [*(root / "done").glob("*.json"), *(root / "jobs").glob("*.json")]
+        return {int(p.stem): json.loads(p.read_text()) for p in paths}
 
     def undrained(self) -> bool:
         """No node drained, draining, down or failed (the plugin must never cause that)."""
@@ -82,8 +86,13 @@ def lab() -> Iterator[LabFixture]:
     root = Path(os.environ.get("LAB", "/tmp/slurm-qpu-lab-test"))
     fixture = LabFixture(root, REPO, nodes=2, slot=int(os.environ.get("LAB_SLOT", "1")))
     fixture.up()
-    fixture.write_qrmi_config(extra=TEST_RESOURCES)
     try:
+        fixture.write_qrmi_config(extra=TEST_RESOURCES)
+        # fail fast (one error, not a timeout per test) when jobs cannot run at all
+        smoke = fixture.as_user(["srun", "-N2", "true"], timeout=60)
+        if smoke.returncode != 0:
+            pytest.fail(f"the lab cannot run a 2-node job: {smoke.stderr.strip()}\n"
+                        + fixture.tail_logs())
         yield fixture
     finally:
         fixture.down(quiet=True)

@@ -38,3 +38,26 @@ def test_next_job_runs_normally_after_a_failure(lab):
     run = lab.run_job("--qpu=sim_a", script="echo OK=$QRMI_JOB_QPU_RESOURCES\n")
     assert run.state == "COMPLETED"
     assert "OK=sim_a" in run.output
+
+
+def test_failed_release_is_logged_and_leaves_the_node_up(lab):
+    run = lab.run_job("--qpu=sim_relfail", script="echo ran\n")
+    assert run.state == "COMPLETED"
+    lease = lab.leases_on("node1")[run.job_id]
+    assert lease["state"] == "released"
+    assert "session already closed by the vendor" in lease["release_errors"][0]
+    assert "cannot release QPU sim_relfail" in (lab.root / "log/slurmd-node1.log").read_text()
+    assert lab.undrained()
+
+
+def test_malformed_config_fails_the_job_not_the_node(lab):
+    good = lab.qrmi_config.read_text()
+    try:
+        lab.qrmi_config.write_text('{"resources": [')  # an admin's half-saved edit
+        run = lab.run_job("--qpu=sim_a", script="echo SHOULD-NOT-RUN\n")
+    finally:
+        lab.qrmi_config.write_text(good)
+    assert run.state == "FAILED"
+    assert "invalid JSON at line 1" in run.output
+    assert "SHOULD-NOT-RUN" not in run.output
+    assert lab.undrained()

@@ -2,7 +2,8 @@
 
 import pytest
 
-UNKNOWN = "unknown QPU name(s) typo; known: sim_a,sim_b,sim_broken,sim_maint,sim_secret"
+UNKNOWN = ("unknown QPU name(s) typo; known: "
+           "sim_a,sim_b,sim_broken,sim_maint,sim_relfail,sim_secret")
 
 
 def job_count(lab):

@@ -55,7 +55,22 @@ def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = LeaseStore(tmp_path)
     for state in (LeaseState.ACQUIRED, LeaseState.RELEASED):
         store.save(lease(3, state))
-    assert sorted(os.listdir(store.jobs)) == ["3.json"]
+    assert sorted(os.listdir(store.jobs)) == []
+    assert sorted(os.listdir(store.done)) == ["3.json"]
+
+
+def test_only_live_leases_stay_in_jobs_dir_which_the_shim_checks(tmp_path: Path) -> None:
+    store = LeaseStore(tmp_path)
+    store.save(lease(3, LeaseState.ACQUIRED))
+    store.save(lease(4, LeaseState.FAILED, error="boom"))
+    assert store.path(3).is_file() and store.path(4).is_file()
+    store.save(lease(3, LeaseState.RELEASED))
+    assert not store.path(3).exists()
+    assert store.done_path(3).is_file()
+    loaded = store.load(3)
+    assert loaded is not None and loaded.state is LeaseState.RELEASED
+    store.save(lease(3, LeaseState.ACQUIRED))  # a requeued job acquires again
+    assert store.path(3).is_file() and not store.done_path(3).exists()
 
 
 def test_save_replaces_the_previous_record(tmp_path: Path) -> None:

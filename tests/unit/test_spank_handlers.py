@@ -26,6 +26,8 @@ SCONTROL_OUTPUT = "JobId=5 TimeLimit=00:10:00 AdminComment="
 class FakeSpank:
     """Stands in for the shim's built-in module ``_spank`` and records what is asked of it."""
 
+    step_opt: str | None = "same"  # what the step's option callback saw; "same": self.opt
+
     def __init__(self) -> None:
         self.ctx = "remote"
         self.items: dict[str, int | None] = {}
@@ -43,6 +45,9 @@ class FakeSpank:
 
     def getenv(self, name: str) -> str | None:
         return self.job_env.get(name)
+
+    def option_value(self) -> str | None:
+        return self.step_opt if self.step_opt != "same" else self.opt
 
     def getopt(self) -> str | None:
         return self.opt
@@ -406,3 +411,45 @@ def test_job_facts_fall_back_to_environment_job_id_and_host_name(
 def test_job_facts_keep_uid_zero(job: FakeSpank) -> None:
     job.items["uid"] = 0
     assert jobscript.job_facts().uid == 0
+
+
+# ---------------------------------------------------------------- steps without --qpu
+
+
+def test_step_without_qpu_ignores_a_released_lease_of_a_reused_job_id(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol)
+    job.ctx = "job_script"
+    assert spank.job_prolog(args) == 0
+    assert spank.job_epilog(args) == 0
+    job.ctx, job.step_opt = "remote", None  # a later job with the same id, no --qpu
+    assert spank.init_post_opt(args) == 0
+    assert spank.task_init(args) == 0
+    assert job.setenvs == []
+    assert job.errors() == []
+
+
+def test_step_without_qpu_of_a_het_job_gets_its_components_lease(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol)
+    job.ctx = "job_script"
+    assert spank.job_prolog(args) == 0
+    job.ctx, job.step_opt = "remote", None  # srun --het-group=1 never saw --qpu
+    assert spank.init_post_opt(args) == 0
+    assert spank.task_init(args) == 0
+    assert ("QRMI_JOB_QPU_RESOURCES", "sim_a,sim_b", True) in job.setenvs
+
+
+def test_step_without_qpu_ignores_another_users_lease(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol)
+    job.ctx = "job_script"
+    assert spank.job_prolog(args) == 0
+    job.ctx, job.step_opt = "remote", None
+    job.items["uid"] = 2000
+    assert spank.init_post_opt(args) == 0
+    assert spank.task_init(args) == 0
+    assert job.setenvs == []

@@ -151,6 +151,9 @@ class Lab:
             raise
 
     def _up(self) -> None:
+        # a new cluster starts empty: job ids restart at 1, so old leases must not linger
+        for d in ("state", "spool", "nodes", "vendor"):
+            shutil.rmtree(self.root / d, ignore_errors=True)
         for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)

@@ -46,5 +46,11 @@ def qpu_option() -> str | None:
     return value if value is not None else os.environ.get(OPTION_ENV)
 
 
+def option_value() -> str | None:
+    """The --qpu value this process's option callback saw (None: the step has no --qpu)."""
+    value = spank().option_value()
+    return str(value) if value is not None else None
+
+
 def setenv(name: str, value: str, overwrite: bool = True) -> int:
     return int(spank().setenv(name, value, overwrite))

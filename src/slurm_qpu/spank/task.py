@@ -22,6 +22,7 @@ class StepState:
     job_id: int | None = None
     lease: Lease | None = None
     error: str | None = None
+    inactive: bool = False  # this step has no QPU business: export nothing, fail nothing
 
 
 _step = StepState()
@@ -40,6 +41,13 @@ def load_lease(settings: PluginSettings) -> int:
     except LeaseFileError as exc:
         _step = StepState(job_id, error=str(exc))
         return 0
+    # A step launched without --qpu (a het job's other component) is here only because a
+    # lease exists: make sure it is this job's, or leave the step alone.
+    if host.option_value() is None and (
+            lease is None or lease.state is LeaseState.RELEASED
+            or (lease.uid is not None and lease.uid != host.item("uid"))):
+        _step = StepState(job_id, inactive=True)
+        return 0
     if lease is None:
         _step = StepState(job_id, error=f"no QPU lease for this job on {node}: its "
                                         "prolog did not record one (see the slurmd log there)")
@@ -53,6 +61,8 @@ def load_lease(settings: PluginSettings) -> int:
 
 
 def export_environment(settings: PluginSettings) -> int:
+    if _step.inactive:
+        return 0
     lease = _step.lease
     if _step.error or lease is None:
         prefix = f"job {_step.job_id}: " if _step.job_id is not None else ""
