@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner, parse_time_limit
+from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner
 
 SHOW_JOB = (
     "JobId=5 JobName=qpu demo UserId=alice(1000) GroupId=alice(1000) MCS_label=N/A "
@@ -82,64 +82,37 @@ def test_parse_oneliner_of_empty_text_is_empty() -> None:
     assert parse_oneliner("") == {}
 
 
-# ---------------------------------------------------------------- parse_time_limit
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("1-02:03:04", 93784),
-    ("00:05:00", 300),
-    ("01:30:00", 5400),
-    ("5:00", 300),
-    ("5:30", 330),
-    ("7", 420),
-    ("2-00:00:00", 172800),
-])
-def test_parse_time_limit_in_seconds(text: str, seconds: int) -> None:
-    assert parse_time_limit(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["UNLIMITED", "INFINITE", "Partition_Limit", "NONE", "", None])
-def test_parse_time_limit_unlimited_is_none(text: str | None) -> None:
-    assert parse_time_limit(text) is None
-
-
 # ---------------------------------------------------------------- Scontrol
-
-
-def test_show_job_runs_scontrol_show_job_oneliner(tmp_path: Path) -> None:
-    script = fake_scontrol(tmp_path, "echo 'JobId=5 TimeLimit=00:10:00 AdminComment='")
-    fields = Scontrol(str(script)).show_job(5)
-    assert fields == {"JobId": "5", "TimeLimit": "00:10:00", "AdminComment": ""}
-    assert calls(tmp_path) == ["show job -o 5"]
 
 
 def test_failing_scontrol_raises_with_its_stderr(tmp_path: Path) -> None:
     script = fake_scontrol(tmp_path, "echo 'slurm_load_jobs error: Invalid job id specified' "
                                      ">&2; exit 1")
     with pytest.raises(SlurmCommandError) as excinfo:
-        Scontrol(str(script)).show_job(99)
-    assert str(excinfo.value) == (f"{script} show job -o 99: slurm_load_jobs error: Invalid job "
-                                  "id specified")
+        Scontrol(str(script)).set_admin_comment(99, "x")
+    assert str(excinfo.value) == (f"{script} update JobId=99 AdminComment=x: "
+                                  "slurm_load_jobs error: Invalid job id specified")
 
 
 def test_failing_scontrol_without_stderr_reports_its_stdout(tmp_path: Path) -> None:
     script = fake_scontrol(tmp_path, "echo 'only stdout'; exit 3")
     with pytest.raises(SlurmCommandError) as excinfo:
-        Scontrol(str(script)).show_job(1)
-    assert str(excinfo.value) == f"{script} show job -o 1: only stdout"
+        Scontrol(str(script)).set_admin_comment(1, "x")
+    assert str(excinfo.value) == f"{script} update JobId=1 AdminComment=x: only stdout"
 
 
 def test_missing_scontrol_raises_slurm_command_error(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-scontrol"
     with pytest.raises(SlurmCommandError) as excinfo:
-        Scontrol(str(missing)).show_job(1)
-    assert str(excinfo.value).startswith(f"{missing} show job -o 1: [Errno 2] No such file")
+        Scontrol(str(missing)).set_admin_comment(1, "x")
+    assert str(excinfo.value).startswith(
+        f"{missing} update JobId=1 AdminComment=x: [Errno 2] No such file")
 
 
 def test_hanging_scontrol_times_out(tmp_path: Path) -> None:
     script = fake_scontrol(tmp_path, "exec sleep 5")
     with pytest.raises(SlurmCommandError) as excinfo:
-        Scontrol(str(script), timeout=0.05).show_job(1)
+        Scontrol(str(script), timeout=0.05).set_admin_comment(1, "x")
     assert "timed out after 0.05 seconds" in str(excinfo.value)
 
 
