@@ -9,13 +9,12 @@ The handlers are thin: they turn Slurm facts into plain values and call the laye
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 from slurm_qpu.settings import PluginSettings, SettingsError, parse_args
 from slurm_qpu.spank import host
 
-log = logging.getLogger("slurm_qpu.spank")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _guard(callback: str, args: list[str], body: Callable[[PluginSettings], int]) -> int:
@@ -25,9 +24,14 @@ def _guard(callback: str, args: list[str], body: Callable[[PluginSettings], int]
     except SettingsError as exc:
         host.log(0, f"plugstack.conf: {exc}")
         return 1
-    try:
-        from slurm_qpu.log import route_to_slurm
+    # logging is imported here, not at module level: the submit-time check never logs
+    # through it and should not pay for it
+    import logging
 
+    from slurm_qpu.log import route_to_slurm
+
+    log = logging.getLogger("slurm_qpu.spank")
+    try:
         route_to_slurm(host.log, settings.log_level)
         quiet = host.context() in ("allocator", "local")  # users' terminals
         for warning in settings.warnings:
