@@ -65,6 +65,7 @@ test-slurm: $(PY_DEV) shim
 	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm --maxfail=5 tests/slurm $(PYTEST_ARGS)
 
 test-chroot: $(PY_DEV)
+	tools/install-deps.sh debootstrap
 	tools/pytest-strict $(PY_DEV) -m chroot tests/chroot $(PYTEST_ARGS)
 
 test: lint test-unit test-slurm test-chroot

@@ -14,5 +14,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+apt-get update -qq -o Acquire::Check-Valid-Until=false
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -52,8 +52,7 @@ def ensure_rootfs(suite: str, log: Path) -> Path:
     if (root / "usr/sbin/slurmd").exists():
         return root
     if shutil.which("debootstrap") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                        "debootstrap"], check=True, capture_output=True)
+        raise ChrootError("debootstrap is missing: run tools/install-deps.sh")
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
