@@ -114,7 +114,11 @@ def run_tier(suite: str, source: Path, log: Path) -> int:
            "LAB_SLOT": str(LAB_SLOT), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180"}
     command = "cd /opt/slurm-qpu && make test-slurm LAB=/tmp/slurm-qpu-chroot-lab"
+    versions = subprocess.run(["chroot", str(root), "sh", "-c", "slurmd -V; python3 -V"],
+                              env=env, capture_output=True, text=True, check=False).stdout
+    versions = versions.strip().replace("\n", " / ")
     with mounted(root), log.open("a") as out:
+        out.write(f"== {suite}: {versions}\n")
         out.write(f"== {suite}: {command}\n")
         out.flush()
         proc = subprocess.run(["chroot", str(root), "bash", "-c", command], env=env,
