@@ -152,7 +152,7 @@ class Lab:
 
     def _up(self) -> None:
         # a new cluster starts empty: job ids restart at 1, so old leases must not linger
-        for d in ("state", "spool", "nodes", "vendor"):
+        for d in ("state", "spool", "nodes", "vendor", "log"):
             shutil.rmtree(self.root / d, ignore_errors=True)
         for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
