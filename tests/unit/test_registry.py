@@ -83,8 +83,8 @@ def test_known_but_unimplemented_type_is_not_available(name: str) -> None:
 
 def test_legacy_type_name_reports_its_current_name_when_unimplemented() -> None:
     with pytest.raises(TypeNotAvailable) as excinfo:
-        registry.get_type("qiskit-runtime-service")
-    assert str(excinfo.value) == ("resource type 'ibm-quantum-compute-service' is not "
+        registry.get_type("direct-access")
+    assert str(excinfo.value) == ("resource type 'ibm-quantum-system' is not "
                                   "implemented by this version of slurm-qpu")
 
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # type name -> "module:attribute", imported only when the type is used
 BUILTIN: dict[str, str] = {
     LOCAL_SIMULATOR: "slurm_qpu.resources.local_simulator:LocalSimulatorType",
+    "ibm-quantum-compute-service": "slurm_qpu.resources.ibm_quantum_compute:IbmQuantumComputeType",
 }
 
 
