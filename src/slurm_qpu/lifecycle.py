@@ -131,12 +131,12 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
             factory: ResourceFactory) -> Lease:
     lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.first_node,
                   uid=job.uid, user=job.user)
-    owner = job.node == job.first_node
+    owner = lease.owner
     try:
         names, config = _resolve(raw, str(settings.config))
     except (RequestError, ConfigError) as exc:
         lease.error = f"--qpu={raw}: {exc}" if raw is not None else str(exc)
-        return _announce(lease, board, job, owner, _run_of(board, job, owner))
+        return _announce(lease, board, job, _run_of(board, job, lease))
     lease.names = names
     defs = [r for n in names if (r := config.get(n)) is not None]
     try:
@@ -160,7 +160,7 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
             acquired = acquire_all(defs, job, timeout, factory)
         except AcquisitionFailed as exc:
             lease.error = str(exc)
-            return _announce(lease, board, job, owner, view.restart_count if view else 0)
+            return _announce(lease, board, job, view.restart_count if view else 0)
     else:
         record = view.record if view else None
         if record is None or record.state != LeaseState.ACQUIRED.value:
@@ -175,12 +175,12 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
     contract = envcontract.build(acquired, job_id=job.job_id, uid=job.uid,
                                  time_limit_seconds=limit, extra_env=settings.extra_env)
     lease.env, lease.env_defaults = contract.forced, contract.defaults
-    return _announce(lease, board, job, owner, view.restart_count if view else 0)
+    return _announce(lease, board, job, view.restart_count if view else 0)
 
 
-def _run_of(board: JobBoard, job: JobFacts, owner: bool) -> int:
+def _run_of(board: JobBoard, job: JobFacts, lease: Lease) -> int:
     """The job's restart count, asked only when a failure must be announced."""
-    if not (owner and job.multi_node):
+    if not (lease.owner and job.multi_node):
         return 0
     try:
         return board.view(job.job_id).restart_count
@@ -188,10 +188,9 @@ def _run_of(board: JobBoard, job: JobFacts, owner: bool) -> int:
         return 0
 
 
-def _announce(lease: Lease, board: JobBoard, job: JobFacts, owner: bool,
-              run: int = 0) -> Lease:
+def _announce(lease: Lease, board: JobBoard, job: JobFacts, run: int = 0) -> Lease:
     """The first node of a multi-node job tells the others how it went."""
-    if owner and job.multi_node:
+    if lease.owner and job.multi_node:
         record = PublicRecord(
             lease.state.value, job.node,
             [{"name": r.name, "type": r.type, "token": r.token} for r in lease.resources],
