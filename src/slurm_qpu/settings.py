@@ -25,6 +25,11 @@ SHIM_KEYS = {"venv", "pyhome", "pythonpath", "pytrace", "module"}
 LOG_LEVELS = {"error": 40, "warning": 30, "info": 20, "verbose": 15, "debug": 10}
 
 
+def short_hostname() -> str:
+    """This host's name without its domain: what ``%n`` expands to, here and in the shim."""
+    return socket.gethostname().split(".")[0]
+
+
 class SettingsError(ValueError):
     """A plugstack.conf argument that cannot be used."""
 
@@ -47,7 +52,7 @@ class PluginSettings:
 
     def state_path(self, host: str | None = None) -> Path:
         """This node's state directory (``%n`` = ``host``, default the short host name)."""
-        host = host or socket.gethostname().split(".")[0]
+        host = host or short_hostname()
         return Path(self.state_dir.replace("%n", host))
 
 

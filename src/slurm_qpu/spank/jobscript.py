@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 
 from slurm_qpu import catalog, hostlist
 from slurm_qpu.config import ConfigError, load_config
 from slurm_qpu.coordination import SlurmJobBoard
 from slurm_qpu.leases import LeaseStore
 from slurm_qpu.lifecycle import JobFacts, run_epilog, run_prolog
-from slurm_qpu.settings import PluginSettings
+from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.slurmcli import Scontrol, Squeue
 from slurm_qpu.spank import host
 
@@ -38,7 +37,7 @@ def job_facts() -> JobFacts:
                     _int(env.get("SLURM_JOBID")))
     if not job_id:
         raise RuntimeError("no job id in the prolog/epilog environment")
-    node = env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+    node = env.get("SLURMD_NODENAME") or short_hostname()
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or node
     return JobFacts(job_id=job_id, node=node, nodes=tuple(hostlist.expand(nodelist)),
                     uid=_first(host.item("uid"), _int(env.get("SLURM_JOB_UID"))),

@@ -4,12 +4,11 @@ task the environment contract (task_init, already running as the user)."""
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 
 from slurm_qpu.envcontract import rust_log_for
 from slurm_qpu.leases import Lease, LeaseFileError, LeaseState, LeaseStore
-from slurm_qpu.settings import PluginSettings
+from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.spank import host
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def load_lease(settings: PluginSettings) -> int:
         _step = StepState(error="no job id in this step")
         return 1
     # Not SLURMD_NODENAME: the step's environment still holds the submitting node's value.
-    node = socket.gethostname().split(".")[0]
+    node = short_hostname()
     try:
         lease = LeaseStore(settings.state_path(node)).load(job_id)
     except LeaseFileError as exc:
