@@ -4,6 +4,7 @@ its value types and its errors."""
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -23,6 +24,13 @@ class QiskitPrimitive:
 
     input: str
     program_id: str
+
+    def params(self) -> object:
+        """The decoded primitive input; UnsupportedPayload if it is not JSON."""
+        try:
+            return json.loads(self.input)
+        except json.JSONDecodeError as exc:
+            raise UnsupportedPayload(f"payload input is not JSON: {exc.msg}") from None
 
 
 @dataclass(frozen=True)

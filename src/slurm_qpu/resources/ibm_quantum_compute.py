@@ -123,10 +123,7 @@ class IbmQuantumCompute:
                                      f"{type(payload).__name__}")
         if payload.program_id not in PROGRAMS:
             raise UnsupportedPayload(f"unknown program_id {payload.program_id!r}")
-        try:
-            params = json.loads(payload.input)
-        except json.JSONDecodeError as exc:
-            raise UnsupportedPayload(f"payload input is not JSON: {exc.msg}") from None
+        params = payload.params()
         body: dict[str, Any] = {"program_id": payload.program_id, "backend": self.spec.name,
                                 "params": params}
         if self.session_id:

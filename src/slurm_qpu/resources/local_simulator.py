@@ -112,10 +112,7 @@ class LocalSimulator:
                                      f"not {type(payload).__name__}")
         if payload.program_id not in ("sampler", "estimator"):
             raise UnsupportedPayload(f"unknown program_id {payload.program_id!r}")
-        try:
-            params = json.loads(payload.input)
-        except json.JSONDecodeError as exc:
-            raise UnsupportedPayload(f"payload input is not JSON: {exc.msg}") from None
+        params = payload.params()
         pubs = params.get("pubs", []) if isinstance(params, dict) else []
         shots_value = params.get("shots") if isinstance(params, dict) else None
         default_shots = shots_value if isinstance(shots_value, int) and shots_value > 0 else 1024
