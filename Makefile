@@ -12,6 +12,9 @@ PY_DEV        := $(VENV_DEV)/bin/python
 PLUGIN_DIR     = $(PREFIX)/lib/slurm
 VENV_DIR       = $(PREFIX)/lib/slurm-qpu/venv
 PYTEST_ARGS   ?=
+# optional parts installed with the plugin (pyproject extras); the lab wants them all
+EXTRAS        ?=
+PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
 .PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
         demo lab-up lab-down clean
@@ -20,7 +23,8 @@ help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
 	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot)"
 	@echo "make shim        build shim/spank_qpu.so"
-	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local)"
+	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local);"
+	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
 	@echo "make lab-up      start munge, slurmctld and two slurmd with the plugin (writes lab.env)"
 	@echo "make lab-down    stop the lab"
 
@@ -37,7 +41,7 @@ install: shim
 	install -m 0755 shim/spank_qpu.so $(DESTDIR)$(PLUGIN_DIR)/spank_qpu.so
 	[ -x $(DESTDIR)$(VENV_DIR)/bin/python ] || { $(PYTHON) -m venv $(DESTDIR)$(VENV_DIR) && \
 		$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --upgrade pip setuptools wheel; }
-	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation .
+	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation '$(PIP_TARGET)'
 	@# a venv's scripts name their interpreter by absolute path: drop DESTDIR from it
 	[ -z "$(DESTDIR)" ] || sed -i "1s|^#!$(DESTDIR)|#!|" $(DESTDIR)$(VENV_DIR)/bin/*
 	ln -sf $(VENV_DIR)/bin/slurm-qpu $(DESTDIR)$(PREFIX)/bin/slurm-qpu
@@ -49,7 +53,7 @@ install: shim
 $(PY_DEV): pyproject.toml
 	@tools/install-deps.sh
 	[ -x $(PY_DEV) ] || $(PYTHON) -m venv $(VENV_DEV)
-	$(PY_DEV) -m pip install -q -e '.[dev]'
+	$(PY_DEV) -m pip install -q -e '.[dev,emulator,qrmi]'
 	touch $(PY_DEV)
 
 dev: $(PY_DEV)
@@ -59,7 +63,7 @@ lint: $(PY_DEV)
 	$(VENV_DEV)/bin/mypy
 
 test-unit: $(PY_DEV)
-	tools/pytest-strict $(PY_DEV) tests/unit $(PYTEST_ARGS)
+	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator $(PYTEST_ARGS)
 
 test-slurm: $(PY_DEV) shim
 	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm --maxfail=5 tests/slurm $(PYTEST_ARGS)

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the plugin's state_dir, with %%n already expanded")
     leases.add_argument("--json", action="store_true")
     leases.set_defaults(func=_leases)
+
+    from slurm_qpu.emulator.cli import add_parser as add_emulator
+
+    add_emulator(sub)
     return parser
 
 

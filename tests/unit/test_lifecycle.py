@@ -289,7 +289,11 @@ def test_qpu_in_maintenance_gives_not_accessible(
     assert read_ledger() == []
 
 
-def test_unimplemented_type_gives_a_failed_lease(tmp_path: Path, write_json: WriteJson) -> None:
+def test_unimplemented_type_gives_a_failed_lease(
+        tmp_path: Path, write_json: WriteJson, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.resources import registry
+
+    monkeypatch.delitem(registry.BUILTIN, "ibm-quantum-system")
     config = write_json({"resources": [{"name": "ibm_fez", "type": "ibm-quantum-system"}]})
     lease = run_prolog(ONE_NODE, "ibm_fez", settings(config), store(tmp_path), FakeBoard())
     assert lease.state is LeaseState.FAILED

@@ -13,7 +13,7 @@ from slurm_qpu.config import ConfigError, load_config
 from slurm_qpu.resources import registry
 from slurm_qpu.resources.base import QuantumResource, ResourceSpec, TypeNotAvailable
 from slurm_qpu.resources.local_simulator import LocalSimulator, LocalSimulatorType
-from slurm_qpu.types import CURRENT_TYPES
+from slurm_qpu.types import CURRENT_TYPES, current_type
 
 WriteJson = Callable[..., Path]
 
@@ -74,18 +74,31 @@ def test_get_type_of_local_simulator() -> None:
 
 
 @pytest.mark.parametrize("name", ["ibm-quantum-system", "pasqal-cloud", "iqm-server"])
-def test_known_but_unimplemented_type_is_not_available(name: str) -> None:
+def test_known_but_unimplemented_type_is_not_available(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry.BUILTIN, name)  # e.g. a trimmed-down site build
     with pytest.raises(TypeNotAvailable) as excinfo:
         registry.get_type(name)
     assert str(excinfo.value) == (f"resource type {name!r} is not implemented by this "
                                   "version of slurm-qpu")
 
 
-def test_legacy_type_name_reports_its_current_name_when_unimplemented() -> None:
+def test_legacy_type_name_reports_its_current_name_when_unimplemented(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry.BUILTIN, "ibm-quantum-system")
     with pytest.raises(TypeNotAvailable) as excinfo:
         registry.get_type("direct-access")
     assert str(excinfo.value) == ("resource type 'ibm-quantum-system' is not "
                                   "implemented by this version of slurm-qpu")
+
+
+@pytest.mark.parametrize("name", ["ibm-quantum-compute-service", "ibm-quantum-system",
+                                  "pasqal-cloud", "pasqal-local", "iqm-server",
+                                  "alice-bob-felis", "qiskit-runtime-service",
+                                  "direct-access"])
+def test_every_qrmi_type_is_built_in(name: str) -> None:
+    rtype = registry.get_type(name)
+    assert rtype.type_name == current_type(name)
 
 
 def test_unknown_type_is_not_available() -> None:

@@ -3,32 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from slurm_qpu.lab.cluster import Lab, LabError
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo-job.sh"
 
 
+def vendor_view(lab: Lab, job_requests: list[dict[str, Any]]) -> list[str]:
+    """The emulator's request log, reduced to what a vendor's dashboard would show."""
+    interesting = ("/sessions", "/jobs")
+    lines = []
+    for r in job_requests:
+        path = r["path"]
+        if r["method"] in ("POST", "PATCH", "DELETE") and any(p in path for p in interesting):
+            lines.append(f"{r['method']:<6} {path}  -> {r['status']}")
+    return lines
+
+
+def _emulator_log(lab: Lab) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{lab.emulator_url}/_emulator/requests", timeout=10) as resp:
+        log: list[dict[str, Any]] = json.load(resp)
+    return log
+
+
 def demo(lab: Lab) -> int:
     lab.up()
     script = (lab.source / "examples" / "demo-job.sh") if lab.source else DEMO
-    print(f"\n$ sbatch --qpu=sim_a,sim_b {script.name}   (as user {lab.user})")
+    print(f"\n$ sbatch {script.name}   (as user {lab.user}; the script asks --qpu=ibm_manila)")
+    seen = len(_emulator_log(lab))
     job_id = lab.sbatch("-o", f"{lab.jobs_dir}/demo-%j.out", script=script.read_text())
-    state = lab.wait_job(job_id)
+    state = lab.wait_job(job_id, timeout=300)
     print(f"job {job_id}: {state}\n--- output ({lab.jobs_dir}/demo-{job_id}.out)")
     print((lab.jobs_dir / f"demo-{job_id}.out").read_text().rstrip())
-    print("--- what the (simulated) vendor saw")
-    for qpu in ("sim_a", "sim_b"):
-        for e in lab.ledger_events(qpu, job_id):
-            print(f"{qpu}: {e['event']:<8} token {e['token']}")
+    print(f"--- what the vendor (the emulator at {lab.emulator_url}) saw")
+    for line in vendor_view(lab, _emulator_log(lab)[seen:]):
+        print(line)
     print(textwrap.dedent(f"""
         The lab is still running. Try it:
           . ./lab.env          # or: . {lab.root}/lab.env
+          slurm-qpu list
           runuser -u {lab.user} -- env SLURM_CONF=$SLURM_CONF sbatch --qpu=typo --wrap true
-          sbatch --help | grep -A1 qpu
+          examples: examples/ibm-quantum-compute, examples/pasqal-cloud, examples/qrmi
         Stop it with: make lab-down"""))
     return 0 if state == "COMPLETED" else 1
 

@@ -71,6 +71,11 @@ class Lab:
     slot: int = 0
     user: str = DEFAULT_USER
     extra_conf: list[str] = field(default_factory=list)
+    # the vendor-API emulator serves the lab's default QPUs; its optional dependencies
+    # (qiskit, pasqal-cloud, qrmi) go into the lab's venv with the plugin
+    emulator: bool = True
+    extras: str = "emulator,qrmi"
+    _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -130,6 +135,15 @@ class Lab:
     def _ctld_port(self) -> int:
         return 6817 + 10 * self.slot
 
+    @property
+    def emulator_url(self) -> str:
+        """Where the emulator listens: the bridge address every node reaches."""
+        return f"http://{self._subnet}.1:{8290 + self.slot}"
+
+    @property
+    def venv_bin(self) -> Path:
+        return self.prefix / "lib" / "slurm-qpu" / "venv" / "bin"
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
@@ -168,13 +182,16 @@ class Lab:
         self._write_slurm_conf()
         self._start_munge()
         self._netns_up()
+        if self.emulator:
+            self._start_emulator()
         self._start_daemons()
         self.wait_idle(self.nodes)
         self._write_lab_env()
 
     def install(self) -> None:
         assert self.source is not None
-        _run(["make", "-C", str(self.source), "install", f"PREFIX={self.prefix}"],
+        extras = [f"EXTRAS={self.extras}"] if self.emulator and self.extras else []
+        _run(["make", "-C", str(self.source), "install", f"PREFIX={self.prefix}", *extras],
              capture_output=True)
 
     def _ensure_user(self) -> None:
@@ -187,6 +204,36 @@ class Lab:
         base = (self.source or Path(__file__).resolve().parents[3]) / "qrmi_config.example.json"
         resources: list[dict[str, Any]] = json.loads(base.read_text())["resources"]
         return resources
+
+    def emulator_resources(self) -> list[dict[str, Any]]:
+        """The emulator's QPUs, as its own ``--print-config`` describes them."""
+        if not self.emulator:
+            return []
+        if self._emulated is None:
+            out = _run([str(self.prefix / "bin" / "slurm-qpu"), "emulator", "--print-config",
+                        "--public-url", self.emulator_url]).stdout
+            self._emulated = json.loads(out)["resources"]
+        copy: list[dict[str, Any]] = json.loads(json.dumps(self._emulated))
+        return copy  # callers may modify their copy
+
+    def _start_emulator(self) -> None:
+        host, port = self.emulator_url.removeprefix("http://").split(":")
+        log = self.log("emulator.log").open("ab")
+        proc = subprocess.Popen(
+            [str(self.prefix / "bin" / "slurm-qpu"), "emulator", "--host", host, "--port", port],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        (self.root / "run" / "emulator.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError("the QPU emulator exited:\n" + self.tail_logs())
+            try:
+                with socket.create_connection((host, int(port)), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise LabError("the QPU emulator does not listen after 60 s:\n" + self.tail_logs())
 
     def _with_ledgers(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Point every simulated QPU's vendor ledger into the lab (one "vendor" for all
@@ -201,7 +248,8 @@ class Lab:
         """The example config (ledgers pointing into the lab) plus ``extra`` resources;
         root-only, like a production config, and published for users' submit checks."""
         extra = json.loads(json.dumps(extra or []))  # never modify the caller's list
-        body = {"resources": self._with_ledgers(self.example_resources() + extra)}
+        resources = self.example_resources() + self.emulator_resources() + extra
+        body = {"resources": self._with_ledgers(resources)}
         tmp = self.qrmi_config.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2))
         tmp.chmod(0o600)
@@ -216,7 +264,7 @@ class Lab:
 
     def _write_slurm_conf(self) -> None:
         (self.etc / "plugstack.conf").write_text(self.plugstack_line() + "\n")
-        names = [r["name"] for r in self.example_resources()]
+        names = [r["name"] for r in self.example_resources() + self.emulator_resources()]
         gres = ",".join(f"qpu:{n}:1" for n in names)
         (self.etc / "gres.conf").write_text(
             "".join(f"Name=qpu Type={n} Count=1\n" for n in names))
@@ -319,8 +367,9 @@ class Lab:
     def _write_lab_env(self) -> None:
         text = (f"# slurm-qpu lab at {self.root}: source this file, then use sbatch/srun\n"
                 f"export SLURM_CONF={self.slurm_conf}\n"
-                f"export PATH={self.prefix}/bin:$PATH\n"
-                f"export SLURM_QPU_LAB={self.root}\n")
+                f"export PATH={self.prefix}/bin:{self.venv_bin}:$PATH\n"
+                f"export SLURM_QPU_LAB={self.root}\n"
+                + (f"export SLURM_QPU_EMULATOR={self.emulator_url}\n" if self.emulator else ""))
         (self.root / "lab.env").write_text(text)
         if self.source is not None and self.slot == 0:  # the developer's lab
             (self.source / "lab.env").write_text(text)
@@ -331,7 +380,7 @@ class Lab:
         blocks on exit reporting to a dead slurmctld), then slurmctld, then munged."""
         run = self.root / "run"
         pidfiles = [*sorted(run.glob("slurmd-*.pid")), run / "slurmctld.pid",
-                    run / "munged.pid"]
+                    run / "emulator.pid", run / "munged.pid"]
         for pidfile in pidfiles:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 _stop(int(pidfile.read_text().strip()))
@@ -374,7 +423,7 @@ class Lab:
         """Run a command as the unprivileged job user, in the jobs directory."""
         argv = ["bash", "-lc", command] if isinstance(command, str) else command
         env_args = [f"SLURM_CONF={self.slurm_conf}",
-                    f"PATH={self.prefix}/bin:/usr/local/bin:/usr/bin:/bin"]
+                    f"PATH={self.prefix}/bin:{self.venv_bin}:/usr/local/bin:/usr/bin:/bin"]
         return subprocess.run(
             ["runuser", "-u", self.user, "--", "env", *env_args, *argv],
             cwd=self.jobs_dir, text=True, capture_output=True, timeout=timeout,

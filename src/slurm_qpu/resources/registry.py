@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 BUILTIN: dict[str, str] = {
     LOCAL_SIMULATOR: "slurm_qpu.resources.local_simulator:LocalSimulatorType",
     "ibm-quantum-compute-service": "slurm_qpu.resources.ibm_quantum_compute:IbmQuantumComputeType",
+    "ibm-quantum-system": "slurm_qpu.resources.ibm_quantum_system:IbmQuantumSystemType",
+    "pasqal-cloud": "slurm_qpu.resources.pasqal_cloud:PasqalCloudType",
+    "pasqal-local": "slurm_qpu.resources.pasqal_local:PasqalLocalType",
+    "iqm-server": "slurm_qpu.resources.iqm_server:IqmServerType",
+    "alice-bob-felis": "slurm_qpu.resources.alice_bob_felis:AliceBobFelisType",
 }
 
 

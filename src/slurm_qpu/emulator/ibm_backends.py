@@ -1,0 +1,61 @@
+"""IBM backends as the real service describes them, from the JSON snapshots that ship in
+qiskit-ibm-runtime's fake provider (``fake_provider/backends/<name>/conf_|props_<name>.json``).
+They are in the server's own format, so the real SDK accepts them unchanged; only the
+backend name is replaced by the emulator's."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+class EmulatorDependencyMissing(RuntimeError):
+    """The emulator's optional dependencies are not installed."""
+
+
+HINT = "install the emulator's extras: pip install 'slurm-qpu[emulator]'"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    configuration: dict[str, Any]
+    properties: dict[str, Any]
+
+    @property
+    def num_qubits(self) -> int:
+        return int(self.configuration["n_qubits"])
+
+    @property
+    def processor_type(self) -> dict[str, Any]:
+        value = self.configuration.get("processor_type") or {"family": "Eagle", "revision": 3}
+        return dict(value)
+
+
+@cache
+def _snapshot(snapshot: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        root = resources.files("qiskit_ibm_runtime.fake_provider") / "backends" / snapshot
+    except ModuleNotFoundError:
+        raise EmulatorDependencyMissing(f"IBM backends need qiskit-ibm-runtime; {HINT}") from None
+    try:
+        conf = json.loads((root / f"conf_{snapshot}.json").read_text())
+        props = json.loads((root / f"props_{snapshot}.json").read_text())
+    except FileNotFoundError:
+        raise EmulatorDependencyMissing(
+            f"qiskit-ibm-runtime has no fake backend snapshot {snapshot!r}") from None
+    return conf, props
+
+
+def load_backend(name: str, snapshot: str) -> Backend:
+    """The backend ``name`` described by the fake-provider snapshot ``snapshot``."""
+    conf, props = _snapshot(snapshot)
+    conf, props = copy.deepcopy(conf), copy.deepcopy(props)
+    conf["backend_name"] = name
+    conf.setdefault("online_date", "2024-01-01T00:00:00Z")  # the SDK parses it unconditionally
+    props["backend_name"] = name
+    return Backend(name, conf, props)
