@@ -64,6 +64,9 @@ def vendor_message(response: httpx.Response) -> str:
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             return str(errors[0].get("message") or errors[0])
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail:  # FastAPI validation errors (422)
+            return "; ".join(_validation_item(item) for item in detail)[:300]
         for key in ("errorMessage", "message", "detail", "error_description"):
             if isinstance(body.get(key), str):
                 return str(body[key])
@@ -73,6 +76,13 @@ def vendor_message(response: httpx.Response) -> str:
         if isinstance(error, str):
             return error
     return str(body)[:300]
+
+
+def _validation_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    where = ".".join(str(part) for part in item.get("loc") or [])
+    return f"{where}: {item.get('msg', item)}" if where else str(item.get("msg", item))
 
 
 @dataclass
@@ -95,6 +105,8 @@ class VendorClient:
 
     def request(self, method: str, path: str, *, json: Any = None,
                 params: Mapping[str, Any] | None = None, data: Mapping[str, str] | None = None,
+                files: Mapping[str, Any] | None = None, content: bytes | None = None,
+                extra_headers: Mapping[str, str] | None = None,
                 ok: tuple[int, ...] = (200, 201, 202, 204)) -> httpx.Response:
         deadline = self.clock() + self.retry.deadline
         pause = self.retry.backoff
@@ -107,9 +119,11 @@ class VendorClient:
             timeout = httpx.Timeout(min(self.retry.read_timeout, remaining),
                                     connect=min(self.retry.connect_timeout, remaining))
             headers = dict(self.auth(False)) if self.auth else {}
+            headers.update(extra_headers or {})
             try:
                 response = self._http.request(method, path, json=json, params=params,
-                                              data=data, headers=headers, timeout=timeout)
+                                              data=data, files=files, content=content,
+                                              headers=headers, timeout=timeout)
             except httpx.TimeoutException:
                 last = f"no answer within {timeout.read:.0f} s"
             except httpx.TransportError as exc:
