@@ -79,7 +79,10 @@ def acquire_all(
         try:
             resource = factory(_spec(rdef, job, timeout))
             if not resource.is_accessible():
-                raise NotAccessible("not accessible now (offline or in maintenance)")
+                # a type may know why (the vendor's status message): say it
+                reason = getattr(resource, "status_reason", None)
+                raise NotAccessible("not accessible now (offline or in maintenance)"
+                                    + (f": {reason}" if reason else ""))
             token = resource.acquire()
         except Exception as exc:
             for prev, acq in reversed(done):

@@ -94,6 +94,12 @@ def test_backend_in_maintenance_is_not_accessible() -> None:
     assert not qpu(FakeIbm(backends={"ibm_fez": "maintenance"})).is_accessible()
 
 
+def test_not_accessible_backend_says_why() -> None:
+    q = qpu(FakeIbm(backends={"ibm_fez": "maintenance"}))
+    q.is_accessible()
+    assert q.status_reason == "IBM Quantum reports ibm_fez maintenance"
+
+
 def test_5xx_then_success_is_retried() -> None:
     fake = FakeIbm()
     fake.faults[("GET", "/api/v1/backends/ibm_fez/status")] = [

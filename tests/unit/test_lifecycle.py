@@ -289,6 +289,21 @@ def test_qpu_in_maintenance_gives_not_accessible(
     assert read_ledger() == []
 
 
+def test_not_accessible_qpu_gives_the_vendors_reason_when_known(
+    tmp_path: Path, sim_config: MakeSimConfig
+) -> None:
+    def factory(spec: ResourceSpec) -> QuantumResource:
+        resource = default_factory(spec)
+        resource.is_accessible = lambda: False  # type: ignore[method-assign]
+        resource.status_reason = "Scheduled QPU maintenance until 14:00"  # type: ignore[attr-defined]
+        return resource
+
+    lease = run_prolog(ONE_NODE, "sim_a", settings(sim_config()), store(tmp_path), FakeBoard(),
+                       factory=factory)
+    assert lease.error == ("cannot acquire QPU sim_a: not accessible now (offline or in "
+                           "maintenance): Scheduled QPU maintenance until 14:00")
+
+
 def test_unimplemented_type_gives_a_failed_lease(
         tmp_path: Path, write_json: WriteJson, monkeypatch: pytest.MonkeyPatch) -> None:
     from slurm_qpu.resources import registry

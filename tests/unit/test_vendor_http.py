@@ -19,6 +19,10 @@ from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, vendor
                  {"loc": ["query", "tag"], "msg": "too long"}]},
      "body.shots: must be positive; query.tag: too long"),
     ({"detail": "Input is not valid QIR"}, "Input is not valid QIR"),
+    ({"status": "fail", "code": 400, "message": "Invalid batch.",
+      "data": {"description": ["Device FRESNEL is unavailable"]}},
+     "Invalid batch: Device FRESNEL is unavailable"),
+    ({"status": "fail", "message": "Forbidden."}, "Forbidden."),
 ])
 def test_vendor_message_is_the_human_part_of_each_vendors_error_body(
         body: object, expected: str) -> None:

@@ -295,7 +295,7 @@ def _handler_class(server: Server) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "slurm-qpu-emulator"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the request log is the record; stderr noise helps nobody
 
         def _serve(self) -> None:

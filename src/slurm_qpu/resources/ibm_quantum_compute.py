@@ -72,6 +72,7 @@ class IbmQuantumCompute:
                      "User-Agent": "slurm-qpu"},
             auth=self.iam.headers)
         self.session_id = self.session_id or env.get(P + "SESSION_ID") or None
+        self.status_reason: str | None = None  # why the backend is not accessible, if known
 
     @property
     def resource_id(self) -> str:
@@ -79,7 +80,13 @@ class IbmQuantumCompute:
 
     def is_accessible(self) -> bool:
         status = self.api.get_json(f"/backends/{self.spec.name}/status")
-        return str(status.get("status", "")).lower() in ("active", "online")
+        state = str(status.get("status", "")).lower()
+        if state in ("active", "online"):
+            self.status_reason = None
+            return True
+        self.status_reason = f"IBM Quantum reports {self.spec.name} {state or 'unknown'}" + (
+            f": {status['message']}" if status.get("message") else "")
+        return False
 
     def _session(self, session_id: str) -> dict[str, Any] | None:
         try:

@@ -61,6 +61,9 @@ def vendor_message(response: httpx.Response) -> str:
         text = response.text.strip()
         return text[:300] if text else response.reason_phrase
     if isinstance(body, dict):
+        jsend = _jsend_message(body)
+        if jsend:
+            return jsend
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             return str(errors[0].get("message") or errors[0])
@@ -76,6 +79,21 @@ def vendor_message(response: httpx.Response) -> str:
         if isinstance(error, str):
             return error
     return str(body)[:300]
+
+
+def _jsend_message(body: dict[str, Any]) -> str | None:
+    """Pasqal's JSend errors: ``{"status": "fail", "message": ..., "data": {"description":
+    ...}}``; the description is the useful part."""
+    if body.get("status") not in ("fail", "error"):
+        return None
+    data = body.get("data")
+    description = data.get("description") if isinstance(data, dict) else None
+    if isinstance(description, list):
+        description = "; ".join(str(d) for d in description)
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    if description:
+        return f"{message.rstrip('.')}: {description}" if message else str(description)
+    return message
 
 
 def _validation_item(item: Any) -> str:

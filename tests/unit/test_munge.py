@@ -1,0 +1,104 @@
+"""MUNGE credentials through the ``munge`` CLI, with stand-in scripts instead of munged."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from fake_warden import URL, FakeWarden
+
+from slurm_qpu.resources.base import JobContext, ResourceSpec
+from slurm_qpu.resources.pasqal_local import PasqalLocalType
+from slurm_qpu.vendor.http import RetryPolicy
+from slurm_qpu.vendor.munge import MungeCli, MungeError
+
+MUNGED_DOWN = ('munge: Error: Failed to access "/run/munge/munge.socket.2": No such file or '
+               'directory (Did you start munged?)')
+
+
+def script(tmp_path: Path, body: str, name: str = "munge") -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_credential_is_what_munge_n_prints(tmp_path: Path) -> None:
+    cli = script(tmp_path, 'printf "%s\\n" "$*" > "$0.args"; echo "MUNGE:AwQDAAB:"')
+    assert MungeCli(cli)() == "MUNGE:AwQDAAB:"
+    assert Path(cli + ".args").read_text() == "-n\n"
+
+
+def test_a_socket_is_passed_on(tmp_path: Path) -> None:
+    cli = script(tmp_path, 'printf "%s\\n" "$*" > "$0.args"; echo "MUNGE:x:"')
+    MungeCli(cli, socket="/run/munge/other.socket")()
+    assert Path(cli + ".args").read_text() == "-n --socket /run/munge/other.socket\n"
+
+
+def test_missing_munge_command_says_it_is_not_installed(tmp_path: Path) -> None:
+    with pytest.raises(MungeError) as exc:
+        MungeCli(str(tmp_path / "no-munge"))()
+    assert str(exc.value) == (f"cannot create a MUNGE credential: the '{tmp_path / 'no-munge'}' "
+                              "command is not installed (it comes with the munge package)")
+
+
+def test_munged_down_shows_munges_own_words(tmp_path: Path) -> None:
+    cli = script(tmp_path, f"echo '{MUNGED_DOWN}' >&2; exit 1")
+    with pytest.raises(MungeError) as exc:
+        MungeCli(cli)()
+    assert str(exc.value) == f"cannot create a MUNGE credential: {MUNGED_DOWN}"
+
+
+def test_other_failures_suggest_checking_munged(tmp_path: Path) -> None:
+    cli = script(tmp_path, "echo 'munge: Error: Permission denied' >&2; exit 1")
+    with pytest.raises(MungeError, match=r"^cannot create a MUNGE credential: munge: Error: "
+                                         r"Permission denied \(is munged running\?\)$"):
+        MungeCli(cli)()
+    silent = script(tmp_path, "exit 3", name="silent")
+    with pytest.raises(MungeError, match=r"exit status 3 \(is munged running\?\)$"):
+        MungeCli(silent)()
+
+
+def test_a_hanging_munge_is_cut_off_at_the_timeout(tmp_path: Path) -> None:
+    cli = script(tmp_path, "exec sleep 30")
+    with pytest.raises(MungeError) as exc:
+        MungeCli(cli, timeout=0.2)()
+    assert str(exc.value) == (f"cannot create a MUNGE credential: '{cli} -n' did not answer "
+                              "within 0.2 s (is munged running?)")
+
+
+def test_output_that_is_not_a_credential_is_refused(tmp_path: Path) -> None:
+    cli = script(tmp_path, "echo hello")
+    with pytest.raises(MungeError, match=f"'{cli} -n' printed no credential"):
+        MungeCli(cli)()
+
+
+def test_a_munge_that_cannot_be_run_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "munge"
+    path.write_text("not a program")  # not executable
+    with pytest.raises(MungeError, match=f"cannot run '{path}': Permission denied"):
+        MungeCli(str(path))()
+
+
+def test_pasqal_local_uses_the_munge_command_by_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script(tmp_path, 'echo "MUNGE:uid=0:$$:"')  # $$: a new pid, so a new credential each time
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    fake = FakeWarden()
+    spec = ResourceSpec("PASQAL_LOCAL", "pasqal-local", {"QRMI_WARDEN_URL": URL},
+                        JobContext(job_id=7, uid=1000))
+    qpu = PasqalLocalType(fake.transport(), RetryPolicy(attempts=1, backoff=0.0)).create(spec)
+    assert qpu.acquire() in fake.sessions
+    assert fake.credentials[0] is not None and fake.credentials[0].startswith("MUNGE:uid=0:")
+
+
+@pytest.mark.skipif(shutil.which("munge") is None, reason="munge is not installed")
+def test_the_real_munge_gives_a_credential_or_a_clear_error() -> None:
+    try:
+        credential = MungeCli()()
+    except MungeError as exc:
+        assert str(exc).startswith("cannot create a MUNGE credential: ")
+    else:
+        assert credential.startswith("MUNGE:")
