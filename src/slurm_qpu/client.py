@@ -179,13 +179,14 @@ def _token_provider(spec: ResourceSpec) -> Any:
     """A pasqal-cloud TokenProvider backed by slurm-qpu's own Pasqal authentication (static
     token or client credentials, which the SDK itself does not offer)."""
     auth = _import("pasqal_cloud.authentication", "pasqal")
-    from slurm_qpu.resources.registry import create
+    from slurm_qpu.resources.pasqal_cloud import token_source
+    from slurm_qpu.vendor.http import RetryPolicy
 
-    qpu: Any = create(spec)
+    source = token_source(spec, None, RetryPolicy())
 
     class JobTokenProvider(auth.TokenProvider):  # type: ignore[misc,name-defined]
         def get_token(self) -> str:
-            return str(qpu.token())
+            return source.headers()["Authorization"].removeprefix("Bearer ")
 
     return JobTokenProvider()
 
