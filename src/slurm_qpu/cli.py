@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     leases.add_argument("--json", action="store_true")
     leases.set_defaults(func=_leases)
 
+    from slurm_qpu import runner
     from slurm_qpu.emulator.cli import add_parser as add_emulator
 
+    runner.add_parser(sub)
     add_emulator(sub)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -56,16 +57,17 @@ def admin(lab: LabFixture) -> Iterator[EmulatorAdmin]:
     admin.job_seconds(1.0)
 
 
-def wait_for_line(path: Path, prefix: str, timeout: float = 180) -> str:
+def wait_for(path: Path, pattern: str, timeout: float = 180) -> str:
+    """The first group of ``pattern`` once it appears in the job's output file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists():
-            for line in path.read_text(errors="replace").splitlines():
-                if line.startswith(prefix + " "):
-                    return line[len(prefix) + 1:]
+            found = re.search(pattern, path.read_text(errors="replace"))
+            if found:
+                return found.group(1)
         time.sleep(0.5)
     text = path.read_text(errors="replace") if path.exists() else "(no output file)"
-    raise AssertionError(f"no {prefix} line after {timeout:.0f} s:\n{text}")
+    raise AssertionError(f"no match for {pattern!r} after {timeout:.0f} s:\n{text}")
 
 
 def test_sampler_job_gets_counts_inside_the_session_the_prolog_opened(lab, admin):
@@ -91,7 +93,7 @@ def test_scancel_during_a_vendor_job_cancels_the_vendor_job(lab, admin):
     out = lab.jobs_dir / "scancel-%j.out"
     job_id = lab.sbatch("-o", str(out), f"--qpu={QPU}", script="#!/bin/bash\n" + SAMPLER)
     output = Path(str(out).replace("%j", str(job_id)))
-    vendor_job = wait_for_line(output, "VENDOR_JOB")
+    vendor_job = wait_for(output, r"VENDOR_JOB (\S+)")
     assert admin.job(vendor_job)["status"] in ("Queued", "Running")
     lab.as_user(["scancel", str(job_id)])
     assert lab.wait_job(job_id, timeout=120) == "CANCELLED"
@@ -153,11 +155,13 @@ def test_scancel_during_slurm_qpu_run_cancels_the_vendor_task(lab, admin, payloa
     job_id = lab.sbatch("-o", str(out), f"--qpu={QPU}",
                         script=f"#!/bin/bash\nexec slurm-qpu run {QPU} {payload.name}\n")
     output = Path(str(out).replace("%j", str(job_id)))
-    task = wait_for_line(output, "task")
-    vendor_job = task.split()[0]
+    vendor_job = wait_for(output, r"started task (\S+)")
     lab.as_user(["scancel", str(job_id)])
     assert lab.wait_job(job_id, timeout=120) == "CANCELLED"
     assert admin.job(vendor_job)["status"] == "Cancelled"
+    # the runner itself cancelled it on SIGTERM (not only the epilog closing the session)
+    assert any(r["method"] == "POST" and r["path"] == f"/api/v1/jobs/{vendor_job}/cancel"
+               for r in admin.requests())
 
 
 @pytest.mark.parametrize("example, expect", [
