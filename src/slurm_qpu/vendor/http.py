@@ -113,10 +113,12 @@ class VendorClient:
     auth: Callable[[bool], Mapping[str, str]] | None = None  # (force_refresh) -> headers
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    http_auth: httpx.Auth | None = None  # per-request signing (S3's SigV4)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(base_url=self.base_url.rstrip("/"), transport=self.transport,
-                                  headers=dict(self.headers), follow_redirects=False)
+                                  headers=dict(self.headers), follow_redirects=False,
+                                  auth=self.http_auth)
 
     def close(self) -> None:
         self._http.close()
