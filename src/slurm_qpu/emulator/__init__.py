@@ -35,7 +35,7 @@ def _services(config: EmulatorConfig, issuer: TokenIssuer) -> list[Service]:
     from slurm_qpu.emulator.pasqal import pasqal_services
 
     return [IamService(config, issuer), *ibm_runtime_services(config, issuer),
-            *ibm_system_services(config, issuer), *pasqal_services(config)]
+            *ibm_system_services(config, issuer), *pasqal_services(config, issuer)]
 
 
 class Emulator:
