@@ -30,6 +30,7 @@ class Request:
     body: bytes
     base_url: str  # scheme://host:port of this server, as the client addressed it
     params: dict[str, str] = field(default_factory=dict)  # from {name} route segments
+    raw_query: str = ""  # as sent: signatures cover parameters parse_qs drops (?delete)
 
     def json(self) -> Any:
         try:
@@ -309,7 +310,7 @@ def _handler_class(server: Server) -> type[BaseHTTPRequestHandler]:
                 body = _read_chunked(self.rfile)
             host = self.headers.get("Host") or server.url.removeprefix("http://")
             request = Request(self.command, url.path, parse_qs(url.query), self.headers,
-                              body, f"http://{host}")
+                              body, f"http://{host}", raw_query=url.query)
             try:
                 if self.headers.get("Content-Encoding", "").lower() == "gzip" and body:
                     try:
