@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -512,8 +513,13 @@ class Run:
             return EXIT_OK
         tmp = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(result, encoding="utf-8")
-            os.replace(tmp, self.output)  # readers never see half a result
+            if _is_special(self.output):
+                # /dev/stdout, a FIFO, /dev/null: write through. Renaming over a device
+                # would replace it with a plain file (as root, that breaks the machine).
+                self.output.write_text(result, encoding="utf-8")
+            else:
+                tmp.write_text(result, encoding="utf-8")
+                os.replace(tmp, self.output)  # readers never see half a result
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             self.out.error(f"cannot write {self.output}: {exc.strerror}; the result follows "
@@ -521,6 +527,14 @@ class Run:
             _print(result)
             return EXIT_FAILED
         return EXIT_OK
+
+
+def _is_special(path: Path) -> bool:
+    """An existing file that is not a regular file (a device, a FIFO, a socket)."""
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _print(result: str) -> None:

@@ -12,9 +12,11 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +226,22 @@ def test_result_is_written_to_output_and_not_to_stdout(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.json", "out.json"]  # no temp file
 
 
+def test_output_that_is_a_fifo_is_written_through_not_replaced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the same path as /dev/null or /dev/stdout: renaming a temp file over it would turn a
+    # device into a plain file (as root, for the whole machine)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    code, _, _ = invoke(capsys, "sim_a", payload_file(tmp_path, SAMPLER), str(fifo))
+    reader.join(timeout=10)
+    assert code == 0
+    assert json.loads(received[0])["results"][0]["shots"] == 100
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
 def test_payload_reaches_the_qpu_as_the_vendor_expects(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -277,7 +295,7 @@ def test_progress_on_a_terminal_is_one_updating_line_with_elapsed_time(
     fake(monkeypatch, STATUSES="Running,Completed")
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert runner.main(parse(["fq", payload_file(tmp_path, SAMPLER), "/dev/null",
+    assert runner.main(parse(["fq", payload_file(tmp_path, SAMPLER), str(tmp_path / "out.json"),
                               "--poll", "0.01"])) == 0
     text = terminal.getvalue()
     first, rest = text.split("\n", 1)
@@ -311,7 +329,8 @@ def test_quiet_on_a_terminal_prints_nothing(tmp_path: Path,
     fake(monkeypatch, STATUSES="Running,Completed")
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    assert runner.main(parse(["fq", payload_file(tmp_path, SAMPLER), "/dev/null", "-q",
+    output = str(tmp_path / "out.json")
+    assert runner.main(parse(["fq", payload_file(tmp_path, SAMPLER), output, "-q",
                               "--poll", "0.01"])) == 0
     assert terminal.getvalue() == ""
 
