@@ -6,7 +6,9 @@ backend name is replaced by the emulator's."""
 from __future__ import annotations
 
 import copy
+import importlib
 import json
+import threading
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -59,3 +61,40 @@ def load_backend(name: str, snapshot: str) -> Backend:
     conf.setdefault("online_date", "2024-01-01T00:00:00Z")  # the SDK parses it unconditionally
     props["backend_name"] = name
     return Backend(name, conf, props)
+
+
+_qiskit_ready = threading.Event()
+_qiskit_pin = threading.Lock()
+_qiskit_pinned = False
+
+
+def pin_qiskit() -> None:
+    """Import qiskit in a thread that never exits (in the background; idempotent).
+
+    qiskit 2.6's Rust extension crashes the process (SIGSEGV in QuantumCircuit.__getitem__)
+    in threads started after the thread that first imported it has exited. Request handlers
+    and job workers are short-lived threads, so the first import must not happen in one.
+    """
+    global _qiskit_pinned
+    with _qiskit_pin:
+        if _qiskit_pinned:
+            return
+        _qiskit_pinned = True
+    threading.Thread(target=_import_and_park, daemon=True, name="qiskit-import").start()
+
+
+def _import_and_park() -> None:
+    try:
+        for module in ("qiskit.primitives", "qiskit_ibm_runtime.fake_provider"):
+            importlib.import_module(module)
+    except ImportError:
+        pass  # the code that needs them reports EmulatorDependencyMissing
+    finally:
+        _qiskit_ready.set()
+    threading.Event().wait()  # park forever: this thread must outlive every qiskit user
+
+
+def qiskit_ready(timeout: float = 300.0) -> None:
+    """Wait until qiskit has been imported by the parked thread (see pin_qiskit)."""
+    pin_qiskit()
+    _qiskit_ready.wait(timeout)

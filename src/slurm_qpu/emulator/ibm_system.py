@@ -34,7 +34,6 @@ new job for it answers 423 (code 1233), which qrmi retries like a reservation.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import secrets
 import threading
@@ -48,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import Backend, load_backend
+from slurm_qpu.emulator.ibm_backends import Backend, load_backend, pin_qiskit, qiskit_ready
 from slurm_qpu.emulator.s3 import S3Service
 from slurm_qpu.emulator.tokens import TokenIssuer
 from slurm_qpu.emulator.web import Handler, HttpError, Request, Response, Service, bearer
@@ -74,43 +73,6 @@ class QsError(HttpError):
         self.code = code
         self.value = value
         self.title = title
-
-
-_qiskit_ready = threading.Event()
-_qiskit_pin = threading.Lock()
-_qiskit_pinned = False
-
-
-def pin_qiskit() -> None:
-    """Import qiskit in a thread that never exits (in the background; idempotent).
-
-    qiskit 2.6's Rust extension crashes the process (SIGSEGV in QuantumCircuit.__getitem__)
-    in threads started after the thread that first imported it has exited. Request handlers
-    and job workers are short-lived threads, so the first import must not happen in one.
-    """
-    global _qiskit_pinned
-    with _qiskit_pin:
-        if _qiskit_pinned:
-            return
-        _qiskit_pinned = True
-    threading.Thread(target=_import_and_park, daemon=True, name="qiskit-import").start()
-
-
-def _import_and_park() -> None:
-    try:
-        for module in ("qiskit.primitives", "qiskit_ibm_runtime.fake_provider"):
-            importlib.import_module(module)
-    except ImportError:
-        pass  # the code that needs them reports EmulatorDependencyMissing
-    finally:
-        _qiskit_ready.set()
-    threading.Event().wait()  # park forever: this thread must outlive every qiskit user
-
-
-def qiskit_ready(timeout: float = 300.0) -> None:
-    """Wait until qiskit has been imported by the parked thread (see pin_qiskit)."""
-    pin_qiskit()
-    _qiskit_ready.wait(timeout)
 
 
 def _now_iso(ts: float) -> str:
