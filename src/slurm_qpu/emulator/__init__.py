@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import pin_qiskit
+from slurm_qpu.emulator.ibm_backends import qiskit_ready
 from slurm_qpu.emulator.tokens import TokenIssuer
 from slurm_qpu.emulator.web import (
     Fault,
@@ -44,8 +44,10 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
-        # qiskit must first be imported by a thread that outlives its users (see pin_qiskit)
-        pin_qiskit()
+        # qiskit must first be imported by a thread that outlives its users (see
+        # pin_qiskit), and before anything else imports it: two threads importing qiskit at
+        # once break its package initialisation
+        qiskit_ready()
         self.issuer = TokenIssuer(lifetime=self.config.token_lifetime)
         self.server = Server(_services(self.config, self.issuer))
         self.server.controls["config"] = self._control_config
