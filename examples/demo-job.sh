@@ -9,7 +9,7 @@ echo "job $SLURM_JOB_ID on $SLURM_JOB_NODELIST holds QPU $QRMI_JOB_QPU_RESOURCES
 srun bash -c 'echo "[$(hostname) rank $SLURM_PROCID] session=$ibm_manila_QRMI_JOB_ACQUISITION_TOKEN timeout=${ibm_manila_QRMI_JOB_TIMEOUT_SECONDS}s"'
 
 # A hybrid step: an unmodified Qiskit program, reaching the QPU through slurm_qpu.client.
-python3 - <<'PY'
+python3 -W ignore::DeprecationWarning - <<'PY'
 from qiskit import QuantumCircuit
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import SamplerV2

@@ -4,7 +4,7 @@
 #SBATCH --qpu=ibm_manila
 # IBM Quantum Compute (Qiskit Runtime): SamplerV2 and EstimatorV2 in the session the job's
 # prolog opened. Needs the job SDK: pip install 'slurm-qpu[ibm]' (the lab has it).
-python3 - <<'PY'
+python3 -W ignore::DeprecationWarning - <<'PY'
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager

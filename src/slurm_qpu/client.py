@@ -102,9 +102,21 @@ def _is_ibm_cloud(url: str) -> bool:
     return host == "quantum.cloud.ibm.com" or host.endswith(".quantum.cloud.ibm.com")
 
 
+_services: dict[tuple[str, ...], Any] = {}
+
+
 def ibm_service(name: str | None = None, environ: Mapping[str, str] | None = None) -> Any:
-    """A ``QiskitRuntimeService`` for the job's IBM QPU, with the job's credentials."""
+    """A ``QiskitRuntimeService`` for the job's IBM QPU, with the job's credentials (one
+    per endpoint and key: later calls return the same service)."""
     spec = _spec(name, environ, IBM_COMPUTE)
+    key = tuple(spec.environment.get(QCS + k, "") for k in
+                ("ENDPOINT", "IAM_ENDPOINT", "IAM_APIKEY", "SERVICE_CRN"))
+    if key not in _services:
+        _services[key] = _new_ibm_service(spec)
+    return _services[key]
+
+
+def _new_ibm_service(spec: ResourceSpec) -> Any:
     runtime = _import("qiskit_ibm_runtime", "ibm")
     endpoint = _setting(spec, QCS + "ENDPOINT").rstrip("/")
     iam = spec.environment.get(QCS + "IAM_ENDPOINT") or DEFAULT_IAM
