@@ -47,7 +47,7 @@ def demo(lab: Lab) -> int:
     print(textwrap.dedent(f"""
         The lab is still running. Try it:
           . ./lab.env          # or: . {lab.root}/lab.env
-          slurm-qpu list
+          slurm-qpu list --config {lab.qrmi_config}
           runuser -u {lab.user} -- env SLURM_CONF=$SLURM_CONF sbatch --qpu=typo --wrap true
           examples: examples/ibm-quantum-compute, examples/pasqal-cloud, examples/qrmi
         Stop it with: make lab-down"""))
