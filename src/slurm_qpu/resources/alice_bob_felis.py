@@ -41,7 +41,7 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound
+from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound, VendorType
 
 P = "QRMI_AB_FELIS_"
 VENDOR = "Alice & Bob Felis"
@@ -217,13 +217,8 @@ class AliceBobFelis:
         return {"backend_name": self.spec.name, "felis_target": self.felis_target}
 
 
-class AliceBobFelisType:
+class AliceBobFelisType(VendorType):
     type_name = "alice-bob-felis"
-
-    def __init__(self, transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
 
     def create(self, spec: ResourceSpec) -> AliceBobFelis:
         return AliceBobFelis(spec, self.transport, self.retry)

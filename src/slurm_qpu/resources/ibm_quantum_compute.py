@@ -32,7 +32,7 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound
+from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound, VendorType
 from slurm_qpu.vendor.iam import IamTokenSource
 
 P = "QRMI_IBM_QCS_"
@@ -178,13 +178,8 @@ class IbmQuantumCompute:
         return meta
 
 
-class IbmQuantumComputeType:
+class IbmQuantumComputeType(VendorType):
     type_name = "ibm-quantum-compute-service"
-
-    def __init__(self, transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
 
     def create(self, spec: ResourceSpec) -> IbmQuantumCompute:
         preset = spec.environment.get("QRMI_JOB_ACQUISITION_TOKEN")

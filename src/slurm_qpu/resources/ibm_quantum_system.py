@@ -46,6 +46,7 @@ from slurm_qpu.vendor.http import (
     VendorClient,
     VendorError,
     VendorNotFound,
+    VendorType,
     VendorUnavailable,
     vendor_message,
 )
@@ -252,13 +253,8 @@ def _failure(task_id: str, job: dict[str, Any]) -> str:
     return message
 
 
-class IbmQuantumSystemType:
+class IbmQuantumSystemType(VendorType):
     type_name = "ibm-quantum-system"
-
-    def __init__(self, transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
 
     def create(self, spec: ResourceSpec) -> IbmQuantumSystem:
         return IbmQuantumSystem(spec, self.transport, self.retry)

@@ -50,6 +50,7 @@ from slurm_qpu.vendor.http import (
     VendorClient,
     VendorError,
     VendorNotFound,
+    VendorType,
 )
 
 P = "QRMI_IQM_ISA_"
@@ -240,13 +241,8 @@ class IqmServer:
         return meta
 
 
-class IqmServerType:
+class IqmServerType(VendorType):
     type_name = "iqm-server"
-
-    def __init__(self, transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
 
     def create(self, spec: ResourceSpec) -> IqmServer:
         preset = spec.environment.get("QRMI_JOB_ACQUISITION_TOKEN") or None

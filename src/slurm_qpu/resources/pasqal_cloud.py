@@ -47,7 +47,13 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError, VendorClient, VendorError
+from slurm_qpu.vendor.http import (
+    RetryPolicy,
+    VendorAuthError,
+    VendorClient,
+    VendorError,
+    VendorType,
+)
 
 P = "QRMI_PASQAL_CLOUD_"
 DEFAULT_AUTH_ENDPOINT = "https://authenticate.pasqal.cloud/oauth/token"
@@ -341,13 +347,8 @@ class PasqalCloud:
         return {"backend_name": self.spec.name}
 
 
-class PasqalCloudType:
+class PasqalCloudType(VendorType):
     type_name = "pasqal-cloud"
-
-    def __init__(self, transport: httpx.BaseTransport | None = None,
-                 retry: RetryPolicy | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
 
     def create(self, spec: ResourceSpec) -> PasqalCloud:
         return PasqalCloud(spec, self.transport, self.retry)

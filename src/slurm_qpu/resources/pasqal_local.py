@@ -40,6 +40,7 @@ from slurm_qpu.vendor.http import (
     VendorClient,
     VendorError,
     VendorNotFound,
+    VendorType,
 )
 
 URL_KEYS = ("QRMI_WARDEN_URL", "QRMI_URL")
@@ -199,14 +200,13 @@ class PasqalLocal:
         return meta
 
 
-class PasqalLocalType:
+class PasqalLocalType(VendorType):
     type_name = "pasqal-local"
 
     def __init__(self, transport: httpx.BaseTransport | None = None,
                  retry: RetryPolicy | None = None,
                  munge_source: munge.MungeSource | None = None) -> None:
-        self.transport = transport
-        self.retry = retry or RetryPolicy()
+        super().__init__(transport, retry)
         self.munge_source = munge_source or munge.credential
 
     def create(self, spec: ResourceSpec) -> PasqalLocal:

@@ -177,3 +177,15 @@ class VendorClient:
 
     def get_json(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw).json()
+
+
+class VendorType:
+    """Base of the resource types that talk to a vendor over HTTP: the transport (an
+    ``httpx.MockTransport`` in tests) and the retry policy are injectable."""
+
+    type_name: str
+
+    def __init__(self, transport: httpx.BaseTransport | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
