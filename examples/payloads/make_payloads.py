@@ -5,7 +5,8 @@ Needs qiskit (>= 1.0, with qiskit-qasm3-import not required) and pulser-core:
     python examples/payloads/make_payloads.py
 
 The circuits are a Bell pair transpiled for physical qubits 0 and 1 with the native gates of
-IBM Heron processors (cz, rz, sx, x); transpile for your own backend's target before real use.
+IBM Falcon processors such as ibm_manila, the emulator's default (cx, rz, sx, x); transpile for
+your own backend's target before real use (Heron processors want cz, Eagle ecr).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def bell(measure: bool) -> QuantumCircuit:
 
 
 def isa(circuit: QuantumCircuit) -> QuantumCircuit:
-    pm = generate_preset_pass_manager(optimization_level=1, basis_gates=["cz", "rz", "sx", "x"],
+    pm = generate_preset_pass_manager(optimization_level=1, basis_gates=["cx", "rz", "sx", "x"],
                                       coupling_map=CouplingMap([[0, 1], [1, 0]]))
     return pm.run(circuit)
 

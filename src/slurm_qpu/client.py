@@ -52,14 +52,15 @@ def qpus(environ: Mapping[str, str] | None = None) -> list[ResourceSpec]:
 def _spec(name: str | None, environ: Mapping[str, str] | None,
           wanted_type: str | None = None) -> ResourceSpec:
     if name is None:
-        specs = job_resources(environ)
-        if wanted_type is not None:
-            specs = [s for s in specs if s.type == wanted_type]
-        if len(specs) != 1:
+        every = job_resources(environ)
+        specs = [s for s in every if wanted_type in (None, s.type)]
+        if not specs:
+            have = ", ".join(f"{s.name} ({s.type})" for s in every) or "none"
+            raise ClientError(f"this job has no {wanted_type} QPU; its QPUs: {have}")
+        if len(specs) > 1:
             what = f"{wanted_type} QPUs" if wanted_type else "QPUs"
-            have = ", ".join(s.name for s in specs) or "none"
-            raise ClientError(f"this job has {len(specs)} {what} ({have}); name the one you "
-                              "want")
+            raise ClientError(f"this job has {len(specs)} {what} "
+                              f"({', '.join(s.name for s in specs)}); name the one you want")
         spec = specs[0]
     else:
         spec = job_resource(name, environ)

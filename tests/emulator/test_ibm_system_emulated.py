@@ -95,6 +95,12 @@ class Lab:
         raise AssertionError(f"job {job_id} still Running")
 
 
+@pytest.fixture
+def fast_config(fast_config: EmulatorConfig) -> EmulatorConfig:
+    """One backend, kawasaki, whose basis the circuits below are written for."""
+    return dataclasses.replace(fast_config, qs_backends=(("ibm_kawasaki", "kawasaki"),))
+
+
 def make_lab(serve: Callable[..., Server], config: EmulatorConfig, issuer: TokenIssuer) -> Lab:
     qs, s3 = ibm_system_services(config, issuer)
     assert isinstance(qs, QuantumSystemService) and isinstance(s3, S3Service)

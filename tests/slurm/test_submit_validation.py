@@ -1,9 +1,14 @@
 """Names are checked when the user submits: nothing is queued for a typo."""
 
+import json
+
 import pytest
 
-UNKNOWN = ("unknown QPU name(s) typo; known: "
-           "sim_a,sim_b,sim_broken,sim_maint,sim_relfail,sim_secret")
+
+def unknown_message(lab):
+    """The error lists every configured name, sorted (the emulator's QPUs included)."""
+    names = sorted(r["name"] for r in json.loads(lab.qrmi_config.read_text())["resources"])
+    return f"unknown QPU name(s) typo; known: {','.join(names)}"
 
 
 def job_count(lab):
@@ -20,7 +25,7 @@ def test_unknown_name_is_rejected_before_anything_is_queued(lab, command):
     before = job_count(lab)
     proc = lab.as_user(command)
     assert proc.returncode != 0
-    assert UNKNOWN in proc.stderr
+    assert unknown_message(lab) in proc.stderr
     assert job_count(lab) == before
 
 

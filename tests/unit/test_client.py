@@ -53,7 +53,8 @@ def test_asking_a_qpu_for_the_wrong_vendor_names_both_types() -> None:
 def test_no_qpu_of_the_wanted_type_is_an_error() -> None:
     with pytest.raises(client.ClientError) as excinfo:
         client.pasqal_client(environ=IBM_ENV)
-    assert str(excinfo.value) == "this job has 0 pasqal-cloud QPUs (none); name the one you want"
+    assert str(excinfo.value) == ("this job has no pasqal-cloud QPU; its QPUs: ibm_fez "
+                                  "(ibm-quantum-compute-service), sim_a (local-simulator)")
 
 
 def test_missing_sdk_gives_the_pip_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,8 @@ class EmulatorConfig:
     ibm_backends: tuple[tuple[str, str], ...] = (("ibm_manila", "manila"),
                                                   ("ibm_brisbane", "brisbane"))
     # IBM Quantum System (on-prem) backends and its S3-compatible storage
-    qs_backends: tuple[tuple[str, str], ...] = (("ibm_kawasaki", "kawasaki"),)
+    qs_backends: tuple[tuple[str, str], ...] = (("ibm_kawasaki", "kawasaki"),
+                                                 ("ibm_lagos", "lagos"))
     s3_access_key: str = "emulator-s3-access"
     s3_secret_key: str = "emulator-s3-secret"
     s3_bucket: str = "qpu-jobs"
