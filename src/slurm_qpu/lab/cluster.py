@@ -165,8 +165,9 @@ class Lab:
             raise
 
     def _up(self) -> None:
-        # a new cluster starts empty: job ids restart at 1, so old leases must not linger
-        for d in ("state", "spool", "nodes", "vendor", "log"):
+        # a new cluster starts empty: job ids restart at 1, so old leases and old job
+        # output files (job-<id>.out of another run) must not linger
+        for d in ("state", "spool", "nodes", "vendor", "log", "jobs"):
             shutil.rmtree(self.root / d, ignore_errors=True)
         for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
