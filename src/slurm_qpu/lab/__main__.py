@@ -49,7 +49,8 @@ def demo(lab: Lab) -> int:
           . ./lab.env          # or: . {lab.root}/lab.env
           slurm-qpu list --config {lab.qrmi_config}
           runuser -u {lab.user} -- env SLURM_CONF=$SLURM_CONF sbatch --qpu=typo --wrap true
-          examples: examples/ibm-quantum-compute, examples/pasqal-cloud, examples/qrmi
+          examples: examples/ibm-quantum-compute, examples/ibm-quantum-system,
+            examples/pasqal-cloud, examples/qrmi (sbatch them as {lab.user})
         Stop it with: make lab-down"""))
     return 0 if state == "COMPLETED" else 1
 
