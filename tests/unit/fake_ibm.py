@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import parse_qs
 
 import httpx
@@ -59,18 +60,7 @@ class FakeIbm:
         return route(request, parts[1:]) if route else _error(404, "no such route")
 
     def _iam(self, request: httpx.Request) -> httpx.Response:
-        form = parse_qs(request.content.decode())
-        if form.get("grant_type") != ["urn:ibm:params:oauth:grant-type:apikey"]:
-            return httpx.Response(400, json={"errorCode": "BXNIM0103E",
-                                             "errorMessage": "grant_type missing"})
-        if form.get("apikey") != [API_KEY]:
-            return httpx.Response(400, json={
-                "errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."})
-        self.tokens_issued += 1
-        token = f"tok{self.tokens_issued}"
-        self.valid_tokens.add(token)
-        return httpx.Response(200, json={"access_token": token, "token_type": "Bearer",
-                                         "expires_in": self.expires_in, "expiration": 0})
+        return iam_token(self, request)
 
     def _backends(self, request: httpx.Request, rest: list[str]) -> httpx.Response:
         name = rest[0]
@@ -143,6 +133,28 @@ class FakeIbm:
 
     def finish(self, job_id: str, status: str = "Completed") -> None:
         self.jobs[job_id]["status"] = self.jobs[job_id]["state"]["status"] = status
+
+
+class IamState(Protocol):
+    tokens_issued: int
+    valid_tokens: set[str]
+    expires_in: int
+
+
+def iam_token(state: IamState, request: httpx.Request) -> httpx.Response:
+    """IBM Cloud IAM's API-key exchange, shared by the fakes of the IBM APIs."""
+    form = parse_qs(request.content.decode())
+    if form.get("grant_type") != ["urn:ibm:params:oauth:grant-type:apikey"]:
+        return httpx.Response(400, json={"errorCode": "BXNIM0103E",
+                                         "errorMessage": "grant_type missing"})
+    if form.get("apikey") != [API_KEY]:
+        return httpx.Response(400, json={
+            "errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."})
+    state.tokens_issued += 1
+    token = f"tok{state.tokens_issued}"
+    state.valid_tokens.add(token)
+    return httpx.Response(200, json={"access_token": token, "token_type": "Bearer",
+                                     "expires_in": state.expires_in, "expiration": 0})
 
 
 def _error(status: int, message: str) -> httpx.Response:

@@ -8,11 +8,10 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
 
 import httpx
+from fake_ibm import API_KEY, iam_token
 
-API_KEY = "good-key"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/1:2::"
 IAM = "https://iam.test"
 API = "http://qs.test:8290"
@@ -146,18 +145,7 @@ class FakeIbmSystem:
         return _error(404, "no such route")
 
     def _iam(self, request: httpx.Request) -> httpx.Response:
-        form = parse_qs(request.content.decode())
-        if form.get("grant_type") != ["urn:ibm:params:oauth:grant-type:apikey"]:
-            return httpx.Response(400, json={"errorCode": "BXNIM0103E",
-                                             "errorMessage": "grant_type missing"})
-        if form.get("apikey") != [API_KEY]:
-            return httpx.Response(400, json={
-                "errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."})
-        self.tokens_issued += 1
-        token = f"tok{self.tokens_issued}"
-        self.valid_tokens.add(token)
-        return httpx.Response(200, json={"access_token": token, "token_type": "Bearer",
-                                         "expires_in": self.expires_in, "expiration": 0})
+        return iam_token(self, request)
 
     def _backends(self, rest: list[str]) -> httpx.Response:
         if not rest:
