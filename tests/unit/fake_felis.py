@@ -14,6 +14,7 @@ from email.message import Message
 from typing import Any
 
 import httpx
+from vendor_fake import take_fault
 
 API_KEY = base64.b64encode(b"alice:s3cret").decode()
 API = "https://felis.test/"
@@ -48,11 +49,8 @@ class FakeFelis:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append((request.method, path))
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if request.headers.get("Authorization") != f"Basic {API_KEY}":
             return detail(401, "Invalid API key")

@@ -11,6 +11,7 @@ from typing import Protocol
 from urllib.parse import parse_qs
 
 import httpx
+from vendor_fake import take_fault
 
 API_KEY = "good-key"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/1:2::"
@@ -40,11 +41,8 @@ class FakeIbm:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append((request.method, path))
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if request.url.host == "iam.test":
             return self._iam(request)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from fake_ibm import API_KEY, iam_token
+from vendor_fake import take_fault
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/1:2::"
 IAM = "https://iam.test"
@@ -122,11 +123,8 @@ class FakeIbmSystem:
         self.requests.append((request.method, path))
         if self.on_request:
             self.on_request(request)
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if request.url.host == "iam.test":
             return self._iam(request)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from vendor_fake import take_fault
 
 TOKEN = "iqm-good-token"
 API = "https://iqm.test"
@@ -41,11 +42,8 @@ class FakeIqm:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append((request.method, path, request.url.query.decode()))
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return error(401, "unauthorized", "Invalid or expired API token")

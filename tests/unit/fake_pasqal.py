@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+from vendor_fake import take_fault
 
 AUTH = "https://auth.test"
 API = "https://pasqal.test"
@@ -77,11 +78,8 @@ class FakePasqal:
         path = request.url.path
         self.requests.append((request.method, path))
         self.urls.append(str(request.url))
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if request.url.host == "auth.test":
             return self._token(request)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from vendor_fake import take_fault
 
 from slurm_qpu.vendor.munge import MungeError
 
@@ -70,11 +71,8 @@ class FakeWarden:
         self.requests.append((request.method, path))
         self.credentials.append(request.headers.get("X-Munge-Cred"))
         self.session_headers.append(request.headers.get("X-Warden-Session"))
-        queued = self.faults.get((request.method, path))
-        if queued:
-            fault = queued.pop(0)
-            if isinstance(fault, Exception):
-                raise fault
+        fault = take_fault(self.faults, request)
+        if fault is not None:
             return fault
         if path == "/accessible" and request.method == "GET":  # open to all in Warden
             return httpx.Response(200, json={"is_accessible": self.accessible,

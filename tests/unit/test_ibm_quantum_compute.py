@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 from fake_ibm import API_KEY, FakeIbm, settings
+from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
 from slurm_qpu.resources.base import (
     JobContext,
@@ -119,21 +120,12 @@ def test_persistent_5xx_gives_up_with_the_vendors_message() -> None:
 
 def test_timeouts_stop_at_the_overall_deadline() -> None:
     fake = FakeIbm()
-    now = [0.0]
-
-    def slow(request: httpx.Request) -> httpx.Response:
-        now[0] += 4.0  # every attempt "takes" 4 s
-        raise httpx.ReadTimeout("timed out", request=request)
-
     q = qpu(fake)
-    q.api.clock = lambda: now[0]
-    q.api.sleep = lambda s: now.__setitem__(0, now[0] + s)
-    q.api.retry = RetryPolicy(attempts=10, backoff=1.0, deadline=10.0)
     q.iam.token()  # authenticate first
-    q.api._http._transport = httpx.MockTransport(slow)
+    now = stall_every_attempt(q.api)
     with pytest.raises(VendorUnavailable, match="no answer within"):
         q.is_accessible()
-    assert now[0] <= 10.0 + 4.0  # never starts an attempt past the deadline
+    assert now[0] <= DEADLINE + ATTEMPT_SECONDS  # never starts an attempt past the deadline
 
 
 def test_acquire_opens_a_dedicated_session_with_max_ttl() -> None:

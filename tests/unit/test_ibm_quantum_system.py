@@ -15,6 +15,7 @@ from fake_ibm_system import (
     FakeIbmSystem,
     settings,
 )
+from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
 from slurm_qpu.resources.base import (
     JobContext,
@@ -452,18 +453,9 @@ def test_a_refused_submission_removes_the_uploaded_input() -> None:
 
 def test_timeouts_stop_at_the_overall_deadline() -> None:
     fake = FakeIbmSystem()
-    now = [0.0]
-
-    def slow(request: httpx.Request) -> httpx.Response:
-        now[0] += 4.0  # every attempt "takes" 4 s
-        raise httpx.ReadTimeout("timed out", request=request)
-
     q = qpu(fake)
-    q.api.clock = lambda: now[0]
-    q.api.sleep = lambda s: now.__setitem__(0, now[0] + s)
-    q.api.retry = RetryPolicy(attempts=10, backoff=1.0, deadline=10.0)
     q.iam.token()  # authenticate first
-    q.api._http._transport = httpx.MockTransport(slow)
+    now = stall_every_attempt(q.api)
     with pytest.raises(VendorUnavailable, match="no answer within"):
         q.is_accessible()
-    assert now[0] <= 10.0 + 4.0  # never starts an attempt past the deadline
+    assert now[0] <= DEADLINE + ATTEMPT_SECONDS  # never starts an attempt past the deadline

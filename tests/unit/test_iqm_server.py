@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 from fake_iqm import TOKEN, FakeIqm, _qc, settings
+from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
 from slurm_qpu.resources.base import (
     FelisProgram,
@@ -118,20 +119,11 @@ def test_persistent_5xx_gives_up_with_the_vendors_message() -> None:
 
 
 def test_timeouts_stop_at_the_overall_deadline() -> None:
-    now = [0.0]
-
-    def slow(request: httpx.Request) -> httpx.Response:
-        now[0] += 4.0  # every attempt "takes" 4 s
-        raise httpx.ReadTimeout("timed out", request=request)
-
     q = qpu(FakeIqm())
-    q.api.clock = lambda: now[0]
-    q.api.sleep = lambda s: now.__setitem__(0, now[0] + s)
-    q.api.retry = RetryPolicy(attempts=10, backoff=1.0, deadline=10.0)
-    q.api._http._transport = httpx.MockTransport(slow)
+    now = stall_every_attempt(q.api)
     with pytest.raises(VendorUnavailable, match="no answer within"):
         q.is_accessible()
-    assert now[0] <= 10.0 + 4.0  # never starts an attempt past the deadline
+    assert now[0] <= DEADLINE + ATTEMPT_SECONDS  # never starts an attempt past the deadline
 
 
 def test_acquire_mints_a_fresh_token_and_release_is_a_no_op() -> None:

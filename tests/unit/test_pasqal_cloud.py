@@ -21,6 +21,7 @@ from fake_pasqal import (
     jwt,
     settings,
 )
+from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
 from slurm_qpu.resources.base import (
     MissingSetting,
@@ -373,20 +374,11 @@ def test_5xx_then_success_is_retried() -> None:
 
 def test_timeouts_stop_at_the_overall_deadline() -> None:
     fake = FakePasqal()
-    now = [0.0]
-
-    def slow(request: httpx.Request) -> httpx.Response:
-        now[0] += 4.0  # every attempt "takes" 4 s
-        raise httpx.ReadTimeout("timed out", request=request)
-
     q = static(fake)
-    q.api.clock = lambda: now[0]
-    q.api.sleep = lambda s: now.__setitem__(0, now[0] + s)
-    q.api.retry = RetryPolicy(attempts=10, backoff=1.0, deadline=10.0)
-    q.api._http._transport = httpx.MockTransport(slow)
+    now = stall_every_attempt(q.api)
     with pytest.raises(VendorUnavailable, match=r"Pasqal Cloud unavailable .*no answer within"):
         q.task_status("batch-1")
-    assert now[0] <= 10.0 + 4.0
+    assert now[0] <= DEADLINE + ATTEMPT_SECONDS  # never starts an attempt past the deadline
 
 
 def test_target_of_a_qpu_comes_from_its_authenticated_specs() -> None:
