@@ -493,7 +493,7 @@ def test_slurm_qpu_type_cancels_a_running_job(slow_lab: Lab) -> None:
 
 def test_slurm_qpu_type_sees_maintenance(lab: Lab) -> None:
     lab.server.set_maintenance(QPU, True)
-    qpu = own_qpu(lab, RetryPolicy(backoff=0.01, deadline=0.3))
+    qpu = own_qpu(lab, RetryPolicy(backoff=0.01, deadline=10))
     assert not qpu.is_accessible()
     with pytest.raises(VendorUnavailable, match="paused for maintenance"):
         qpu.task_start(QiskitPrimitive(json.dumps(SAMPLER), "sampler"))
