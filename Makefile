@@ -63,7 +63,7 @@ lint: $(PY_DEV)
 	$(VENV_DEV)/bin/mypy
 
 test-unit: $(PY_DEV)
-	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator $(PYTEST_ARGS)
+	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator tests/broker $(PYTEST_ARGS)
 
 test-slurm: $(PY_DEV) shim
 	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm --maxfail=5 tests/slurm $(PYTEST_ARGS)

@@ -35,6 +35,10 @@ void shim_args_parse(struct shim_args *a, int ac, char **av)
 			continue;
 		if (take(av[i], "state_dir", a->state_dir, sizeof(a->state_dir)))
 			continue;
+		if (strncmp(av[i], "broker=", 7) == 0 && av[i][7]) {
+			a->broker = 1;
+			continue;
+		}
 		take(av[i], "module", a->module, sizeof(a->module));
 	}
 }

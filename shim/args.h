@@ -16,6 +16,7 @@ struct shim_args {
 	char pytrace[PATH_MAX];    /* pytrace=FILE append one line per Python start-up (benchmarks)    */
 	char module[128];          /* module=NAME  handler module (default slurm_qpu.spank)            */
 	char state_dir[PATH_MAX];  /* state_dir=DIR  lease records (shared with Python; %n = node)     */
+	int broker;                /* broker=URL given: credentials stay on the broker              */
 };
 
 /* Fill *a from plugstack arguments; unknown arguments are ignored here. */

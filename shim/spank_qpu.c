@@ -109,6 +109,15 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
 	/* The option callback gets no argv: keep the plugstack arguments. */
 	init_ac = ac;
 	init_av = av;
+	if (spank_context() == S_CTX_SLURMD) {
+		struct shim_args a;
+
+		shim_args_parse(&a, ac, av);
+		if (!a.broker)
+			slurm_info("qpu: warning: direct mode (no broker= in plugstack.conf): the "
+				   "QPU credentials in the config reach the environment of every "
+				   "task of a --qpu job; run slurm-qpu broker for production");
+	}
 	if (spank_context() != S_CTX_SLURMD &&
 	    spank_option_register(sp, &shim_qpu_option) != ESPANK_SUCCESS)
 		slurm_error("qpu: cannot register --qpu");
@@ -135,8 +144,17 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
 
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
-	if (!spank_remote(sp))
+	/*
+	 * sbatch/salloc/srun with --qpu: pass the user's allow-listed settings (session
+	 * mode, ...) to the prolog through the job-control environment. Python is already
+	 * running in this process (the option callback checked the names).
+	 */
+	if (!spank_remote(sp)) {
+		if (shim_option_value && spank_context() != S_CTX_JOB_SCRIPT &&
+		    py_call(sp, "submit_env", ac, av, NULL, 0))
+			slurm_error("qpu: cannot pass QPU settings to the job; it uses the site's");
 		return 0;
+	}
 	step_has_lease = shim_option_value || lease_on_disk(sp, ac, av);
 	if (step_has_lease && py_call(sp, "init_post_opt", ac, av, NULL, 1))
 		slurm_error("qpu: init_post_opt failed; the job will fail in task_init");

@@ -116,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     leases.set_defaults(func=_leases)
 
     from slurm_qpu import runner
+    from slurm_qpu.broker.cli import add_parser as add_broker
     from slurm_qpu.emulator.cli import add_parser as add_emulator
 
     runner.add_parser(sub)
     add_emulator(sub)
+    add_broker(sub)
     return parser
 
 

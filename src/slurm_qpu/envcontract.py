@@ -56,7 +56,12 @@ def build(
     uid: int | None,
     time_limit_seconds: int | None,
     extra_env: Mapping[str, str] | None = None,
+    environments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> EnvContract:
+    """The contract for ``acquired``. By default each resource's config environment gives
+    the defaults (direct mode, as spank_qrmi). ``environments`` (resource name -> values)
+    replaces them with values that are forced instead: the broker's proxy endpoints and
+    job token, which a user's own export must never replace."""
     names = ",".join(a.resource.name for a in acquired)
     types = ",".join(a.resource.current_type for a in acquired)
     forced = {
@@ -73,8 +78,12 @@ def build(
     timeout = str(timeout_seconds(time_limit_seconds))
     for a in acquired:
         prefix = a.resource.name + "_"
-        for key, value in a.resource.effective_environment().items():
-            defaults[prefix + key] = value
+        if environments is not None:
+            for key, value in environments.get(a.resource.name, {}).items():
+                forced[prefix + key] = value
+        else:
+            for key, value in a.resource.effective_environment().items():
+                defaults[prefix + key] = value
         forced[prefix + "QRMI_JOB_ACQUISITION_TOKEN"] = a.token
         forced[prefix + "QRMI_JOB_TIMEOUT_SECONDS"] = timeout
     return EnvContract(forced=forced, defaults=defaults)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from slurm_qpu import envcontract
@@ -14,6 +14,8 @@ from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.overrides import apply as apply_overrides
+from slurm_qpu.overrides import decode as decode_overrides
 from slurm_qpu.resources import registry
 from slurm_qpu.resources.base import (
     JobContext,
@@ -62,22 +64,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _spec(resource: ResourceDef, job: JobFacts, timeout: int | None) -> ResourceSpec:
-    return ResourceSpec(resource.name, resource.current_type, resource.effective_environment(),
+def _spec(resource: ResourceDef, job: JobFacts, timeout: int | None,
+          overrides: Mapping[str, str] | None = None) -> ResourceSpec:
+    environment = resource.effective_environment()
+    if overrides:
+        environment = apply_overrides(environment, resource.type, overrides)
+    return ResourceSpec(resource.name, resource.current_type, environment,
                         JobContext(job.job_id, job.uid, job.user, timeout))
 
 
 def acquire_all(
-    defs: list[ResourceDef], job: JobFacts, timeout: int | None, factory: ResourceFactory
+    defs: list[ResourceDef], job: JobFacts, timeout: int | None, factory: ResourceFactory,
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+    on_acquired: Callable[[Acquired], None] | None = None,
 ) -> list[Acquired]:
-    """Acquire every QPU or none: on a failure, release what was already acquired."""
+    """Acquire every QPU or none: on a failure, release what was already acquired.
+    ``overrides`` are the user's allow-listed settings per QPU; ``on_acquired`` hears of
+    each QPU as soon as it is held (the broker journals it there)."""
     done: list[tuple[QuantumResource, Acquired]] = []
     for rdef in defs:
         if rdef.is_legacy_type:
             log.info("QPU %s: type %r is deprecated; using %r", rdef.name, rdef.type,
                      rdef.current_type)
         try:
-            resource = factory(_spec(rdef, job, timeout))
+            resource = factory(_spec(rdef, job, timeout, (overrides or {}).get(rdef.name)))
             if not resource.is_accessible():
                 # a type may know why (the vendor's status message): say it
                 reason = getattr(resource, "status_reason", None)
@@ -94,6 +104,8 @@ def acquire_all(
             raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {_describe(exc)}") from exc
         log.debug("job %s: acquired %s", job.job_id, rdef.name)
         done.append((resource, Acquired(rdef, token)))
+        if on_acquired is not None:
+            on_acquired(done[-1][1])
     return [acq for _, acq in done]
 
 
@@ -111,6 +123,7 @@ def run_prolog(
     store: LeaseStore,
     board: JobBoard,
     factory: ResourceFactory = default_factory,
+    overrides: str | None = None,
 ) -> Lease:
     """Make sure this node holds the job's lease: acquire on the first node, learn the
     outcome from it on the others. Never raises for bad input or vendor trouble: a failed
@@ -120,7 +133,7 @@ def run_prolog(
         if existing is not None and existing.state is not LeaseState.RELEASED:
             log.debug("job %s: lease already %s on this node", job.job_id, existing.state.value)
             return existing
-        lease = _prolog(job, raw_request, settings, board, factory)
+        lease = _prolog(job, raw_request, settings, board, factory, overrides)
         store.save(lease)
     if lease.state is LeaseState.FAILED:
         log.error("job %s: %s", job.job_id, lease.error)
@@ -131,7 +144,7 @@ def run_prolog(
 
 
 def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: JobBoard,
-            factory: ResourceFactory) -> Lease:
+            factory: ResourceFactory, overrides: str | None = None) -> Lease:
     lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.first_node,
                   uid=job.uid, user=job.user)
     owner = lease.owner
@@ -159,8 +172,11 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
     limit = view.time_limit_seconds if view else None
     timeout = envcontract.timeout_seconds(limit)
     if owner:
+        checked = decode_overrides(overrides, {d.name: d.type for d in defs})
+        for warning in checked.refused:
+            log.warning("job %s: %s", job.job_id, warning)
         try:
-            acquired = acquire_all(defs, job, timeout, factory)
+            acquired = acquire_all(defs, job, timeout, factory, checked.accepted)
         except AcquisitionFailed as exc:
             lease.error = str(exc)
             return _announce(lease, board, job, view.restart_count if view else 0)

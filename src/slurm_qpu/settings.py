@@ -1,7 +1,8 @@
 """Plugin settings from the plugstack.conf line.
 
     required spank_qpu.so [CONFIG] [config=PATH] [names=PATH] [state_dir=DIR] [log_level=LEVEL]
-                          [peer_timeout=SECONDS] [scontrol=PATH] [--env:NAME=VALUE ...]
+                          [peer_timeout=SECONDS] [scontrol=PATH] [broker=URL]
+                          [broker_timeout=SECONDS] [--env:NAME=VALUE ...]
 
 A bare first argument is the config path, as for spank_qrmi, so its plugstack line works
 unchanged. ``%n`` in ``state_dir`` expands to the short host name, which keeps the lab's
@@ -44,6 +45,10 @@ class PluginSettings:
     scontrol: str = "scontrol"
     squeue: str = "squeue"
     extra_env: dict[str, str] = field(default_factory=dict)  # --env:NAME=VALUE (spank_qrmi)
+    # broker mode: the prolog/epilog ask the slurm-qpu broker at this URL; no credential
+    # is needed (or should be) on the compute nodes
+    broker: str | None = None
+    broker_timeout: float = 60.0  # how long a prolog keeps trying a broker that is down
     warnings: tuple[str, ...] = ()
 
     @property
@@ -89,15 +94,20 @@ def parse_args(args: list[str]) -> PluginSettings:
                 raise SettingsError(f"plugstack argument log_level={value}: use one of "
                                     f"{', '.join(LOG_LEVELS)}")
             values["log_level"] = LOG_LEVELS[value.lower()]
-        elif key == "peer_timeout":
+        elif key in ("peer_timeout", "broker_timeout"):
             try:
                 seconds = float(value)
             except ValueError:
                 seconds = math.nan
             if not math.isfinite(seconds) or seconds <= 0:
-                raise SettingsError(f"plugstack argument peer_timeout={value}: "
+                raise SettingsError(f"plugstack argument {key}={value}: "
                                     "expected a positive number of seconds")
-            values["peer_timeout"] = seconds
+            values[key] = seconds
+        elif key == "broker":
+            if not value.startswith(("http://", "https://")):
+                raise SettingsError(f"plugstack argument broker={value}: expected the "
+                                    "broker's URL, e.g. broker=http://slurmctl:8291")
+            values["broker"] = value.rstrip("/")
         else:
             warnings.append(f"ignoring unknown plugstack argument {arg!r}")
     return PluginSettings(extra_env=extra_env, warnings=tuple(warnings), **values)  # type: ignore[arg-type]

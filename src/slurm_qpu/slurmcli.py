@@ -45,6 +45,8 @@ class JobRecord:
     time_limit_seconds: int | None
     admin_comment: str
     restart_count: int
+    user: str | None = None
+    states: tuple[str, ...] = ()
 
 
 def parse_squeue_json(text: str, job_id: int) -> JobRecord:
@@ -59,7 +61,39 @@ def parse_squeue_json(text: str, job_id: int) -> JobRecord:
     # 22.05 reports an unlimited limit as a huge number of minutes (or 0 when unset)
     limit = minutes * 60 if minutes and minutes < 0xFFFFFFFE else None
     return JobRecord(limit, str(job.get("admin_comment") or ""),
-                     json_number(job.get("restart_cnt")) or 0)
+                     json_number(job.get("restart_cnt")) or 0,
+                     str(job["user_name"]) if job.get("user_name") else None,
+                     _states(job.get("job_state")))
+
+
+# What squeue may still list for a while after a job ended (MinJobAge).
+FINISHED_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED",
+                             "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"})
+
+
+def _states(value: Any) -> tuple[str, ...]:
+    """``job_state``: a string (22.05) or a list of flags (23.02 and later)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def live_job_ids(text: str) -> set[int]:
+    """Ids of the jobs in ``squeue --json`` output that have not finished (a COMPLETING job
+    is still live: its epilogs are running)."""
+    try:
+        jobs = json.loads(text).get("jobs", [])
+    except (ValueError, AttributeError):
+        raise SlurmCommandError("squeue --json: output is not JSON") from None
+    live = set()
+    for job in jobs:
+        job_id = json_number(job.get("job_id"))
+        states = set(_states(job.get("job_state")))
+        if job_id is not None and not (states and states <= FINISHED_STATES):
+            live.add(job_id)
+    return live
 
 
 @dataclass
@@ -68,7 +102,14 @@ class Squeue:
     timeout: float = 15.0
 
     def job(self, job_id: int) -> JobRecord:
-        cmd = [self.path, "--json", "--states=all", "-j", str(job_id)]
+        return parse_squeue_json(self._run("--states=all", "-j", str(job_id)), job_id)
+
+    def live_jobs(self) -> set[int]:
+        """Every job slurmctld still runs or queues."""
+        return live_job_ids(self._run())
+
+    def _run(self, *args: str) -> str:
+        cmd = [self.path, "--json", *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
                                   check=False)
@@ -76,7 +117,7 @@ class Squeue:
             raise SlurmCommandError(f"{' '.join(cmd)}: {exc}") from None
         if proc.returncode != 0:
             raise SlurmCommandError(f"{' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}")
-        return parse_squeue_json(proc.stdout, job_id)
+        return proc.stdout
 
 
 @dataclass

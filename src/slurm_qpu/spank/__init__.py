@@ -51,6 +51,13 @@ def option(args: list[str], value: str, remote: int) -> int:
     return _guard("option", args, lambda s: validate(s, value))
 
 
+def submit_env(args: list[str]) -> int:
+    """sbatch/salloc/srun after option parsing: the user's allowed QPU settings."""
+    from slurm_qpu.spank.submit import pass_overrides
+
+    return _guard("submit_env", args, pass_overrides)
+
+
 def job_prolog(args: list[str]) -> int:
     from slurm_qpu.spank.jobscript import prolog
 

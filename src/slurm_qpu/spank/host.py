@@ -54,3 +54,8 @@ def option_value() -> str | None:
 
 def setenv(name: str, value: str, overwrite: bool = True) -> int:
     return int(spank().setenv(name, value, overwrite))
+
+
+def job_control_setenv(name: str, value: str) -> int:
+    """Pass a variable from sbatch/salloc to the job's prolog (which sees SPANK_<name>)."""
+    return int(spank().job_control_setenv(name, value, True))

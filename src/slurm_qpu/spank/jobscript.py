@@ -6,11 +6,13 @@ import contextlib
 import logging
 import os
 
-from slurm_qpu import catalog, hostlist
+from slurm_qpu import brokered, catalog, hostlist
+from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.config import ConfigError, load_config
 from slurm_qpu.coordination import SlurmJobBoard
 from slurm_qpu.leases import LeaseStore
 from slurm_qpu.lifecycle import JobFacts, run_epilog, run_prolog
+from slurm_qpu.overrides import PROLOG_ENV as OVERRIDES_ENV
 from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.slurmcli import Scontrol, Squeue
 from slurm_qpu.spank import host
@@ -57,19 +59,35 @@ def _refresh_catalog(settings: PluginSettings) -> None:
         log.debug("cannot refresh %s: %s", settings.catalog, exc)
 
 
+def _broker(settings: PluginSettings) -> BrokerClient:
+    assert settings.broker is not None
+    return BrokerClient(settings.broker, deadline=settings.broker_timeout)
+
+
 def prolog(settings: PluginSettings) -> int:
     job = job_facts()
     store = LeaseStore(settings.state_path())
+    overrides = os.environ.get(OVERRIDES_ENV)
+    if settings.broker:
+        brokered.run_prolog(job, host.qpu_option(), store, _broker(settings), overrides)
+        return 0
+    log.warning("job %s: direct mode: the QPU credentials in %s reach every task of this "
+                "job (set broker= in plugstack.conf to keep them on the broker)",
+                job.job_id, settings.config)
     _refresh_catalog(settings)
     run_prolog(job, host.qpu_option(), settings, store,
-               SlurmJobBoard(Scontrol(settings.scontrol), Squeue(settings.squeue)))
+               SlurmJobBoard(Scontrol(settings.scontrol), Squeue(settings.squeue)),
+               overrides=overrides)
     return 0
 
 
 def epilog(settings: PluginSettings) -> int:
     job = job_facts()
     store = LeaseStore(settings.state_path())
-    run_epilog(job, settings, store)
+    if settings.broker:
+        brokered.run_epilog(job, store, _broker(settings))
+    else:
+        run_epilog(job, settings, store)
     with contextlib.suppress(OSError):
         store.prune(KEEP_LEASE_RECORDS_SECONDS)
     return 0

@@ -17,3 +17,29 @@ def validate(settings: PluginSettings, value: str) -> int:
         host.log(0, f"--qpu: {exc}")
         return 1
     return 0
+
+
+def pass_overrides(settings: PluginSettings) -> int:
+    """sbatch/salloc (and an srun that makes its own allocation): hand the allow-listed
+    ``<qpu>_<KEY>`` settings of the user's environment to the prolog, and say which other
+    such variables will not be used. Never fails the submission."""
+    import os
+
+    from slurm_qpu import overrides
+
+    if host.context() == "local" and os.environ.get("SLURM_JOB_ID"):
+        return 0  # an srun inside an allocation: the QPUs are acquired already
+    value = host.option_value()
+    try:
+        names = parse_request(value)
+        catalog = read_catalog(settings.config, settings.catalog)
+    except (RequestError, CatalogError):
+        return 0  # the option callback has said what is wrong
+    qpus = {n: catalog.types[n] for n in names if n in catalog.types}
+    result = overrides.sort_environment(qpus, os.environ)
+    for message in result.refused:
+        host.log(1, f"warning: --qpu: {message}")
+    if result.accepted and host.job_control_setenv(overrides.CONTROL_NAME,
+                                                   result.encode()) != 0:
+        host.log(0, "--qpu: cannot pass your QPU settings to the job; the site's apply")
+    return 0

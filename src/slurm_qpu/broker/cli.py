@@ -1,0 +1,178 @@
+"""``slurm-qpu broker``: run the credential broker (normally from its systemd unit)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "/etc/slurm/qrmi_config.json"
+DEFAULT_JOURNAL = "/var/lib/slurm-qpu-broker/journal.sqlite"
+DEFAULT_PORT = 8291
+
+DESCRIPTION = """\
+Hold the QPU credentials of qrmi_config.json, acquire and release QPUs for jobs (asked by
+the plugin's prolog and epilog, authenticated with MUNGE) and proxy the jobs' vendor API
+calls, adding the real authentication: jobs only ever see a token that dies with them.
+
+Point the plugin at it with broker=URL on the plugstack.conf line, on every node.
+The config must be readable by the broker's user only (chmod 600): the broker refuses
+to start otherwise."""
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("broker", help="run the credential broker and proxy (admins)",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                   help="the QPU configuration with credentials (default %(default)s)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help="port (default %(default)s)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the broker's URL as jobs on compute nodes reach it; jobs get "
+                        "proxy endpoints under it (default http://<this host's FQDN>:PORT)")
+    p.add_argument("--journal", default=DEFAULT_JOURNAL, metavar="PATH",
+                   help="SQLite journal of leases (default %(default)s)")
+    p.add_argument("--journal-sync", choices=("full", "normal"), default="full",
+                   help="SQLite synchronous mode: full survives power loss (default)")
+    p.add_argument("--audit-log", metavar="PATH",
+                   help="one line per job request here (default: the broker's log)")
+    p.add_argument("--log-level", default="info",
+                   choices=("debug", "info", "warning", "error"))
+    p.add_argument("--reap-interval", type=float, default=60.0, metavar="S",
+                   help="how often to release the leases of jobs Slurm no longer runs "
+                        "(default %(default)s s)")
+    p.add_argument("--squeue", default="squeue", metavar="PATH",
+                   help="squeue command the reaper runs (default %(default)s)")
+    p.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                   help="largest request or answer body a job may move (default 64 MiB)")
+    p.add_argument("--rate-limit", type=float, default=50.0, metavar="N",
+                   help="requests per second per job (default %(default)s)")
+    p.add_argument("--burst", type=int, default=200, metavar="N",
+                   help="requests a job may make at once above its rate (default %(default)s)")
+    p.add_argument("--node-uid", type=int, action="append", default=[], metavar="UID",
+                   help="uid besides root that may acquire and release (the SlurmUser, if "
+                        "prologs run as it); repeatable")
+    p.add_argument("--insecure-permissions", action="store_true",
+                   help="start even if the config is readable by others (tests only)")
+    p.set_defaults(func=main)
+
+
+class StartupError(Exception):
+    pass
+
+
+def check_secret_file(path: Path) -> None:
+    """The config holds every vendor credential: only the broker's user may read it."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise StartupError(f"cannot read the QPU config {path}: {exc.strerror}") from None
+    if st.st_uid != os.geteuid():
+        raise StartupError(f"{path} belongs to uid {st.st_uid}, not to the broker's user "
+                           f"(uid {os.geteuid()}); chown it to the broker's user")
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StartupError(f"{path} is readable or writable by others (mode "
+                           f"{stat.S_IMODE(st.st_mode):o}) and holds QPU credentials; "
+                           f"run: chmod 600 {path}")
+
+
+def _prepare_journal_dir(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = stat.S_IMODE(path.parent.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and path.parent != Path("/tmp"):
+        os.chmod(path.parent, mode & 0o700)
+
+
+def _logging(level: str, audit_log: str | None, secrets: set[str]) -> None:
+    from slurm_qpu.redact import Redactor, install
+
+    redactor = Redactor(secrets)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    install(handler, redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    for noisy in ("httpx", "httpcore"):  # request lines with URLs: the audit log has them
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    audit = logging.getLogger("slurm_qpu.audit")
+    audit.setLevel(logging.INFO)
+    if audit_log:
+        fh = logging.FileHandler(audit_log)
+        os.chmod(audit_log, 0o600)
+        fh.setFormatter(fmt)
+        install(fh, redactor)
+        audit.addHandler(fh)
+        audit.propagate = False
+
+
+def main(args: argparse.Namespace) -> int:
+    from slurm_qpu.broker.journal import Journal, JournalError
+    from slurm_qpu.broker.server import Broker, Limits
+    from slurm_qpu.broker.service import ConfigSource, LeaseService
+    from slurm_qpu.config import ConfigError
+    from slurm_qpu.redact import secrets_of
+    from slurm_qpu.slurmcli import Squeue
+
+    prog = "slurm-qpu broker"
+    config_path = Path(args.config)
+    try:
+        if not args.insecure_permissions:
+            check_secret_file(config_path)
+        config = ConfigSource(config_path)
+        resources = config.get().resources
+        secrets = set().union(*(secrets_of(r.effective_environment()) for r in resources))
+        _logging(args.log_level, args.audit_log, secrets)
+        journal_path = Path(args.journal)
+        _prepare_journal_dir(journal_path)
+        journal = Journal(journal_path, synchronous=args.journal_sync.upper())
+    except (StartupError, JournalError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    log = logging.getLogger("slurm_qpu.broker")
+    public = (args.public_url or f"http://{socket.getfqdn()}:{args.port}").rstrip("/")
+    service = LeaseService(journal, config, public_url=public, squeue=Squeue(args.squeue))
+    service.recover()
+    broker = Broker(service, Limits(max_body=args.max_body, rate=args.rate_limit,
+                                    burst=args.burst),
+                    node_uids=frozenset({0, *args.node_uid}))
+    stop = threading.Event()
+
+    def reaper() -> None:
+        while not stop.is_set():
+            try:
+                service.reap()
+            except Exception:
+                log.exception("reaper pass failed")
+            stop.wait(args.reap_interval)
+
+    try:
+        url = broker.start(args.host, args.port)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    log.info("listening at %s (jobs reach it as %s); %d QPU(s): %s; journal %s; %d active "
+             "lease(s)", url, public, len(resources), ", ".join(r.name for r in resources),
+             journal_path, len(journal.active()))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    broker.stop()
+    journal.close()
+    log.info("stopped")
+    return 0

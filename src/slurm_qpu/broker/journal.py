@@ -1,0 +1,253 @@
+"""The broker's durable state: SQLite in WAL mode, one file, versioned schema.
+
+A lease is written *before* the broker asks a vendor for anything (state ``acquiring``)
+and every QPU the vendor grants is recorded the moment it is granted, so a broker killed
+half-way through still knows what to release when it starts again. A job that runs again
+(requeue) gets a new generation of its lease; the job token names the generation.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, state TEXT NOT NULL,
+    user TEXT, uid INTEGER, names TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
+    error TEXT, salt TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
+    released_at REAL, release_errors TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (job_id, gen));
+CREATE INDEX IF NOT EXISTS leases_state ON leases (state);
+CREATE TABLE IF NOT EXISTS held (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    token TEXT NOT NULL, acquired_at REAL NOT NULL, released_at REAL, error TEXT,
+    PRIMARY KEY (job_id, gen, name));
+CREATE TABLE IF NOT EXISTS vendor_jobs (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
+    vendor_job_id TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (name, vendor_job_id));
+CREATE INDEX IF NOT EXISTS vendor_jobs_job ON vendor_jobs (job_id, gen);
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or is from a newer slurm-qpu."""
+
+
+class State(StrEnum):
+    ACQUIRING = "acquiring"  # asked the vendors; a crash here leaves ``held`` rows to undo
+    ACQUIRED = "acquired"
+    FAILED = "failed"  # acquisition failed (nothing held); the job fails with ``error``
+    RELEASED = "released"  # closed: released, or failed and acknowledged by the epilog
+
+    @property
+    def active(self) -> bool:
+        return self in (State.ACQUIRING, State.ACQUIRED)
+
+
+@dataclass
+class Held:
+    name: str
+    type: str
+    token: str
+    acquired_at: float
+    released_at: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class LeaseRecord:
+    job_id: int
+    gen: int
+    state: State
+    user: str | None
+    uid: int | None
+    names: list[str]
+    overrides: dict[str, dict[str, str]]
+    salt: str
+    created_at: float
+    expires_at: float | None
+    error: str | None = None
+    released_at: float | None = None
+    release_errors: list[str] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+
+    def holds(self, name: str) -> Held | None:
+        return next((h for h in self.held if h.name == name), None)
+
+
+class Journal:
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
+        version = self._meta("schema_version")
+        if version is None:
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise JournalError(f"the broker journal {self.path} has schema version {version}, "
+                               f"newer than this slurm-qpu understands ({SCHEMA_VERSION}); "
+                               "upgrade slurm-qpu or move the file away")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def signing_key(self) -> bytes:
+        """The key job tokens are derived from; made once, kept across restarts."""
+        with self._lock:
+            value = self._meta("signing_key")
+            if value is None:
+                value = secrets.token_hex(32)
+                self._set_meta("signing_key", value)
+        return bytes.fromhex(value)
+
+    # ------------------------------------------------------------------ leases
+
+    def _record(self, row: sqlite3.Row | tuple[object, ...]) -> LeaseRecord:
+        (job_id, gen, state, user, uid, names, overrides, error, salt, created, expires,
+         released, release_errors) = row
+        held = [Held(*h) for h in self._db.execute(
+            "SELECT name, type, token, acquired_at, released_at, error FROM held "
+            "WHERE job_id=? AND gen=? ORDER BY rowid", (job_id, gen))]
+        return LeaseRecord(int(job_id), int(gen), State(state), user, uid,  # type: ignore[arg-type]
+                           json.loads(names), json.loads(overrides), salt,  # type: ignore[arg-type]
+                           created, expires, error, released,  # type: ignore[arg-type]
+                           json.loads(release_errors), held)  # type: ignore[arg-type]
+
+    _COLUMNS = ("job_id, gen, state, user, uid, names, overrides, error, salt, created_at, "
+                "expires_at, released_at, release_errors")
+
+    def current(self, job_id: int) -> LeaseRecord | None:
+        """The job's latest lease (any state)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM leases WHERE job_id=? "
+                                   "ORDER BY gen DESC LIMIT 1", (job_id,)).fetchone()
+            return self._record(row) if row else None
+
+    def get(self, job_id: int, gen: int) -> LeaseRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM leases WHERE job_id=? "
+                                   "AND gen=?", (job_id, gen)).fetchone()
+            return self._record(row) if row else None
+
+    def active(self) -> list[LeaseRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {self._COLUMNS} FROM leases WHERE state IN "
+                                    "('acquiring', 'acquired') ORDER BY job_id").fetchall()
+            return [self._record(r) for r in rows]
+
+    def recent(self, limit: int = 200) -> list[LeaseRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {self._COLUMNS} FROM leases ORDER BY created_at "
+                                    "DESC LIMIT ?", (limit,)).fetchall()
+            return [self._record(r) for r in rows]
+
+    def begin(self, job_id: int, *, user: str | None, uid: int | None, names: list[str],
+              overrides: dict[str, dict[str, str]], expires_at: float | None,
+              now: float | None = None) -> LeaseRecord:
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute("SELECT MAX(gen) FROM leases WHERE job_id=?", (job_id,)).fetchone()
+            gen = (row[0] or 0) + 1
+            salt = secrets.token_hex(16)
+            db.execute(f"INSERT INTO leases ({self._COLUMNS}) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, '[]')",
+                       (job_id, gen, State.ACQUIRING.value, user, uid, json.dumps(names),
+                        json.dumps(overrides), salt, now, expires_at))
+        return LeaseRecord(job_id, gen, State.ACQUIRING, user, uid, list(names), overrides,
+                           salt, now, expires_at)
+
+    def add_held(self, lease: LeaseRecord, held: Held) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                       (lease.job_id, lease.gen, held.name, held.type, held.token,
+                        held.acquired_at))
+        lease.held.append(held)
+
+    def mark_held_released(self, lease: LeaseRecord, name: str, error: str | None,
+                           now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute("UPDATE held SET released_at=?, error=? WHERE job_id=? AND gen=? "
+                       "AND name=?", (None if error else now, error, lease.job_id, lease.gen,
+                                      name))
+        held = lease.holds(name)
+        if held:
+            held.released_at, held.error = (None if error else now), error
+
+    def set_state(self, lease: LeaseRecord, state: State, *, error: str | None = None,
+                  release_errors: list[str] | None = None, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        released_at = now if state is State.RELEASED else None
+        with self._tx() as db:
+            db.execute("UPDATE leases SET state=?, error=COALESCE(?, error), released_at=?, "
+                       "release_errors=? WHERE job_id=? AND gen=?",
+                       (state.value, error, released_at,
+                        json.dumps(release_errors or lease.release_errors), lease.job_id,
+                        lease.gen))
+        lease.state, lease.released_at = state, released_at
+        if error:
+            lease.error = error
+        if release_errors is not None:
+            lease.release_errors = release_errors
+
+    # ------------------------------------------------------------------ vendor jobs
+
+    def add_vendor_job(self, lease: LeaseRecord, name: str, vendor_job_id: str,
+                       now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO vendor_jobs VALUES (?, ?, ?, ?, ?)",
+                       (lease.job_id, lease.gen, name, vendor_job_id,
+                        time.time() if now is None else now))
+
+    def owns_vendor_job(self, lease: LeaseRecord, name: str, vendor_job_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM vendor_jobs WHERE job_id=? AND gen=? AND name=? AND "
+                "vendor_job_id=?", (lease.job_id, lease.gen, name, vendor_job_id)).fetchone()
+        return row is not None
+
+    def vendor_jobs(self, lease: LeaseRecord, name: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT vendor_job_id FROM vendor_jobs WHERE job_id=? AND gen=? AND name=? "
+                "ORDER BY created_at", (lease.job_id, lease.gen, name))]

@@ -1,0 +1,516 @@
+"""The broker's HTTP server: the node API (MUNGE) and the job proxy (job tokens).
+
+    GET    /v1/health                 no authentication
+    GET    /v1/catalog                QPU names and types (no secrets), no authentication
+    POST   /v1/leases/<job>           prolog: acquire (idempotent)            MUNGE, root
+    DELETE /v1/leases/<job>           epilog: release (idempotent)            MUNGE, root
+    GET    /v1/leases                 admins: active leases                   MUNGE, root
+    *      /p/<qpu>/<vendor path>     a job's SDK calls, forwarded upstream   job token
+
+Threads, not asyncio: each request is a few small blocking steps (a journal write, an
+upstream call), a thread per connection keeps the code plain, and the standard library
+server keeps the broker's dependencies to what the plugin already needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import httpx
+
+from slurm_qpu.broker.client import munge_payload
+from slurm_qpu.broker.journal import LeaseRecord
+from slurm_qpu.broker.service import AcquireRequest, LeaseService
+from slurm_qpu.broker.views import Call, Decision, Upstream, view_for
+from slurm_qpu.vendor import munge
+from slurm_qpu.vendor.http import VendorError
+
+log = logging.getLogger("slurm_qpu.broker")
+audit = logging.getLogger("slurm_qpu.audit")
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+CREDENTIAL_HEADERS = {"authorization", "service-crn", "x-api-key", "cookie"}
+NODE_API_MAX_BODY = 64 * 1024
+CHUNK = 64 * 1024
+_LEASE_PATH = re.compile(r"^/v1/leases/([0-9]{1,12})$")
+_PROXY_PATH = re.compile(r"^/p/([A-Za-z_][A-Za-z0-9_]*)(?:/(.*))?$")
+
+
+class Refused(Exception):
+    """Answer the request with ``status`` and ``message`` (and nothing reaches a vendor)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class Limits:
+    max_body: int = 64 * 1024 * 1024  # bytes a job may send or receive in one request
+    rate: float = 50.0  # requests per second per job, sustained
+    burst: int = 200
+    upstream_timeout: float = 120.0
+
+
+class RateLimiter:
+    """A token bucket per job."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, job_id: int, now: float | None = None) -> float:
+        """0 when the request may go, else the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(job_id, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[job_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[job_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def check_path(raw: str) -> str:
+    """The request path, or Refused for tricks: ``..``/``.`` segments (plain or encoded),
+    encoded slashes or backslashes, NUL, empty segments."""
+    lowered = raw.lower()
+    if any(bad in lowered for bad in ("%2f", "%5c", "%00", "\\", "//")):
+        raise Refused(400, "request path not allowed (encoded separators or empty segments)")
+    if any(unquote(seg) in (".", "..") for seg in raw.split("/")):
+        raise Refused(400, "request path not allowed ('.' or '..' segments)")
+    return raw
+
+
+def token_of(headers: Any) -> str | None:
+    value = str(headers.get("Authorization") or "")
+    scheme, _, credential = value.partition(" ")
+    if scheme.lower() == "bearer":
+        return credential.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(credential.strip()).decode().partition(":")
+        except ValueError:
+            return None
+        return password or user or None
+    return None
+
+
+@dataclass
+class JobCaller:
+    """The job behind a proxied request (the views' JobSide)."""
+
+    service: LeaseService
+    lease: LeaseRecord
+    name: str
+    session: str
+
+    @property
+    def job_id(self) -> int:
+        return self.lease.job_id
+
+    def owns(self, vendor_id: str) -> bool:
+        return self.service.journal.owns_vendor_job(self.lease, self.name, vendor_id)
+
+    def remember(self, vendor_id: str) -> None:
+        self.service.journal.add_vendor_job(self.lease, self.name, vendor_id)
+
+    def access_token(self) -> tuple[str, int]:
+        return self.service.tokens.access_token(self.lease)
+
+
+@dataclass
+class Broker:
+    service: LeaseService
+    limits: Limits = field(default_factory=Limits)
+    node_uids: frozenset[int] = frozenset({0})
+    transport: httpx.BaseTransport | None = None
+    decode: Callable[[str], munge.Decoded] = munge.decode
+
+    def __post_init__(self) -> None:
+        self.rates = RateLimiter(self.limits.rate, self.limits.burst)
+        self.http = httpx.Client(transport=self.transport, follow_redirects=False,
+                                 timeout=httpx.Timeout(self.limits.upstream_timeout,
+                                                       connect=10.0))
+        self._upstreams: dict[tuple[str, str], Upstream] = {}
+        self._up_lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ upstreams
+
+    def upstream(self, lease: LeaseRecord, name: str, type_name: str) -> Upstream:
+        settings = self.service.resource_settings(lease, name)
+        if settings is None:
+            raise Refused(403, f"QPU {name} is no longer configured")
+        key = (name, json.dumps(sorted(settings.items())))
+        with self._up_lock:
+            up = self._upstreams.get(key)
+            if up is None:
+                up = self._upstreams[key] = view_for(type_name).upstream(settings)
+            return up
+
+    # ------------------------------------------------------------------ server
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        server = ThreadingHTTPServer((host, port), _handler_class(self))
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="broker-http", daemon=True).start()
+        return f"http://{host}:{server.server_address[1]}"
+
+    def serve_forever(self, host: str, port: int) -> None:
+        ThreadingHTTPServer.request_queue_size = 128
+        server = ThreadingHTTPServer((host, port), _handler_class(self))
+        server.daemon_threads = True
+        self._server = server
+        server.serve_forever()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.http.close()
+
+
+class _Exchange:
+    """One request/response, with what the audit line needs."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self.h = handler
+        self.started = time.monotonic()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status = 0
+        self.responded = False
+
+    def length(self) -> int | None:
+        value = self.h.headers.get("Content-Length")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            raise Refused(400, "bad Content-Length") from None
+
+    def chunked(self) -> bool:
+        return "chunked" in str(self.h.headers.get("Transfer-Encoding", "")).lower()
+
+    def body_stream(self, limit: int) -> Iterator[bytes]:
+        """The request body as it arrives, refused past ``limit`` bytes."""
+        length = self.length()
+        if length is not None and length > limit:
+            raise Refused(413, f"request body of {length} bytes is over the broker's limit "
+                               f"of {limit} bytes")
+        rfile = self.h.rfile
+        if self.chunked():
+            while True:
+                line = rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                data = rfile.read(size)
+                rfile.readline(8)
+                self.bytes_in += len(data)
+                if self.bytes_in > limit:
+                    raise Refused(413, f"request body is over the broker's limit of "
+                                       f"{limit} bytes")
+                yield data
+        else:
+            left = length or 0
+            while left > 0:
+                data = rfile.read(min(CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+                self.bytes_in += len(data)
+                yield data
+
+    def body(self, limit: int) -> bytes:
+        return b"".join(self.body_stream(limit))
+
+    def drain(self) -> None:
+        """Read what is left of a refused request's body so the connection stays usable,
+        or close it when that would mean reading a lot."""
+        try:
+            length = self.length()
+        except Refused:
+            length = None
+        if self.chunked() or (length or 0) - self.bytes_in > 1024 * 1024:
+            self.h.close_connection = True
+            return
+        with contextlib.suppress(OSError, Refused):
+            for _ in self.body_stream(max(length or 0, 1)):
+                pass
+
+    def send(self, status: int, body: bytes, content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> None:
+        h = self.h
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+        self.status, self.bytes_out, self.responded = status, len(body), True
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        # the shapes the SDKs read: IBM (errors[].message), Pasqal (JSend), FastAPI (detail)
+        body = {"status": "fail" if status < 500 else "error", "code": status,
+                "message": message, "detail": message, "errors": [{"message": message,
+                                                                   "code": status}]}
+        self.send(status, json.dumps(body).encode(), headers=headers)
+
+
+def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
+    service = broker.service
+
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "slurm-qpu-broker"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the audit log says what matters, without query strings
+
+        def _dispatch(self) -> None:
+            ex = _Exchange(self)
+            path, _, query = self.path.partition("?")
+            who: dict[str, Any] = {"job": "-", "user": "-", "qpu": "-"}
+            try:
+                check_path(path)
+                if path.startswith("/p/"):
+                    self._proxy(ex, path, query, who)
+                else:
+                    self._node_api(ex, path, who)
+            except Refused as exc:
+                ex.drain()
+                if not ex.responded:
+                    extra = {"Retry-After": str(max(1, round(exc.retry_after)))} \
+                        if exc.retry_after else None
+                    ex.error(exc.status, exc.message, extra)
+                else:
+                    self.close_connection = True
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            except Exception as exc:  # a bug must cost one request, not the broker
+                log.exception("internal error on %s %s", self.command, path)
+                if not ex.responded:
+                    ex.error(500, f"internal broker error: {type(exc).__name__}")
+                self.close_connection = True
+            finally:
+                if path.startswith("/p/") or path.startswith("/v1/leases"):
+                    audit.info("job=%s user=%s qpu=%s route=\"%s %s\" status=%s bytes_in=%d "
+                               "bytes_out=%d ms=%.1f", who["job"], who["user"], who["qpu"],
+                               self.command, path, ex.status or "-", ex.bytes_in,
+                               ex.bytes_out, (time.monotonic() - ex.started) * 1000)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+        # -------------------------------------------------------------- node API
+
+        def _node(self, ex: _Exchange, path: str, body: bytes) -> int:
+            value = str(self.headers.get("Authorization") or "")
+            scheme, _, credential = value.partition(" ")
+            if scheme != "MUNGE" or not credential:
+                raise Refused(401, "node requests need a MUNGE credential")
+            try:
+                decoded = broker.decode(credential.strip())
+            except munge.MungeError as exc:
+                raise Refused(401, str(exc)) from None
+            if decoded.payload != munge_payload(self.command, path, body):
+                raise Refused(401, "the MUNGE credential was made for another request")
+            if decoded.uid not in broker.node_uids:
+                raise Refused(403, f"uid {decoded.uid} may not manage leases (allowed: "
+                                   f"{', '.join(map(str, sorted(broker.node_uids)))})")
+            return int(decoded.uid)
+
+        def _node_api(self, ex: _Exchange, path: str, who: dict[str, Any]) -> None:
+            if path == "/v1/health" and self.command == "GET":
+                ex.send(200, json.dumps({"status": "ok",
+                                         "active_leases": len(service.journal.active())}
+                                        ).encode())
+                return
+            if path == "/v1/catalog" and self.command == "GET":
+                config = service.config.get()
+                ex.send(200, json.dumps({r.name: r.current_type for r in config.resources}
+                                        ).encode())
+                return
+            body = ex.body(NODE_API_MAX_BODY)
+            if path == "/v1/leases" and self.command == "GET":
+                self._node(ex, path, body)
+                ex.send(200, json.dumps([lease_json(service, lease, with_env=False)
+                                         for lease in service.journal.active()]).encode())
+                return
+            m = _LEASE_PATH.match(path)
+            if not m or self.command not in ("POST", "DELETE"):
+                raise Refused(404, f"no such broker route: {self.command} {path}")
+            self._node(ex, path, body)
+            job_id = int(m.group(1))
+            who["job"] = job_id
+            if self.command == "DELETE":
+                lease = service.release(job_id)
+                if lease is None:
+                    raise Refused(404, f"job {job_id} has no lease")
+                ex.send(200, json.dumps(lease_json(service, lease, with_env=False)).encode())
+                return
+            try:
+                data = json.loads(body or b"{}")
+                request = AcquireRequest(
+                    job_id, user=data.get("user"), uid=data.get("uid"),
+                    qpus=str(data.get("qpus") or ""), time_limit=data.get("time_limit"),
+                    overrides=data.get("overrides"))
+            except (ValueError, AttributeError, TypeError):
+                raise Refused(400, "lease request is not the expected JSON") from None
+            who["user"] = request.user or "-"
+            outcome = service.acquire(request)
+            answer = lease_json(service, outcome.lease, with_env=True)
+            answer["warnings"] = outcome.warnings
+            ex.send(200, json.dumps(answer).encode())
+
+        # -------------------------------------------------------------- proxy
+
+        def _proxy(self, ex: _Exchange, path: str, query: str, who: dict[str, Any]) -> None:
+            m = _PROXY_PATH.match(path)
+            if not m:
+                raise Refused(404, "expected /p/<qpu>/<path>")
+            name, rest = m.group(1), m.group(2) or ""
+            who["qpu"] = name
+            token = token_of(self.headers)
+            form_token = None
+            if token is None and rest == "identity/token" and self.command == "POST":
+                form = parse_qs(ex.body(NODE_API_MAX_BODY).decode("utf-8", "replace"))
+                form_token = (form.get("apikey") or [""])[0] or None
+            lease = service.authenticate(token or form_token)
+            if lease is None:
+                raise Refused(401, "missing, unknown or expired job token (a job's token "
+                                   "stops working when the job ends)")
+            who["job"], who["user"] = lease.job_id, lease.user or "-"
+            held = lease.holds(name)
+            if held is None:
+                raise Refused(403, f"job {lease.job_id} did not request QPU {name} "
+                                   f"(it holds {', '.join(lease.names) or 'none'})")
+            wait = broker.rates.take(lease.job_id)
+            if wait:
+                raise Refused(429, f"job {lease.job_id} is over its rate limit of "
+                                   f"{broker.limits.rate:g} requests per second", wait)
+            view = view_for(held.type)
+            if not view.proxied:
+                raise Refused(404, f"QPU {name} ({held.type}) is not reached through the "
+                                   "broker")
+            caller = JobCaller(service, lease, name, held.token)
+            call = Call(self.command, rest, query)
+            if form_token is None and view.wants_body(call):
+                call.body = ex.body(broker.limits.max_body)
+            decision = view.authorize(caller, call)
+            if not decision.allowed:
+                raise Refused(decision.status, decision.message)
+            if decision.local is not None:
+                ex.send(decision.local[0], decision.local[1])
+                return
+            self._forward(ex, broker.upstream(lease, name, held.type), call, decision)
+
+        def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision) -> None:
+            url = f"{up.base_url}/{call.path}" + (f"?{call.query}" if call.query else "")
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() not in HOP_BY_HOP | CREDENTIAL_HEADERS}
+            body: bytes | Iterator[bytes] | None = decision.body if decision.body is not None \
+                else call.body
+            replayable = body is not None
+            if body is None and (ex.length() or ex.chunked()):
+                body = ex.body_stream(broker.limits.max_body)
+            for attempt in (1, 2):
+                try:
+                    auth = up.headers(attempt == 2)
+                except VendorError as exc:
+                    raise Refused(502, f"the broker cannot authenticate to the vendor: "
+                                       f"{exc}") from None
+                request = broker.http.build_request(call.method, url, headers={**headers,
+                                                                                **auth},
+                                                    content=body)
+                try:
+                    response = broker.http.send(request, stream=True)
+                except httpx.TimeoutException:
+                    raise Refused(504, "the vendor did not answer in time") from None
+                except httpx.HTTPError as exc:
+                    raise Refused(502, f"the vendor cannot be reached: "
+                                       f"{type(exc).__name__}") from None
+                if response.status_code == 401 and attempt == 1 and replayable:
+                    response.close()
+                    continue
+                break
+            with contextlib.closing(response):
+                self._relay(ex, response, decision)
+
+        def _relay(self, ex: _Exchange, response: httpx.Response, decision: Decision) -> None:
+            limit = broker.limits.max_body
+            keep = [(k, v) for k, v in response.headers.multi_items()
+                    if k.lower() not in HOP_BY_HOP]
+            if decision.on_response is not None:
+                raw = b""
+                for chunk in response.iter_bytes():
+                    raw += chunk
+                    if len(raw) > limit:
+                        raise Refused(502, "the vendor's answer is over the broker's limit")
+                body = decision.on_response(response.status_code, raw)
+                self.send_response(response.status_code)
+                for k, v in keep:
+                    if k.lower() != "content-encoding":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                ex.status, ex.bytes_out, ex.responded = response.status_code, len(body), True
+                return
+            self.send_response(response.status_code)
+            for k, v in keep:
+                self.send_header(k, v)
+            length = response.headers.get("Content-Length")
+            chunked = length is None and self.command != "HEAD" and \
+                response.status_code not in (204, 304)
+            if length is not None:
+                self.send_header("Content-Length", length)
+            elif chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            ex.status, ex.responded = response.status_code, True
+            for chunk in response.iter_raw(CHUNK):
+                ex.bytes_out += len(chunk)
+                if ex.bytes_out > limit:
+                    self.close_connection = True
+                    log.warning("job response over %d bytes cut off", limit)
+                    return
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+
+    return _Handler
+
+
+def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "job_id": lease.job_id, "generation": lease.gen, "state": lease.state.value,
+        "user": lease.user, "uid": lease.uid, "qpus": lease.names, "error": lease.error,
+        "created_at": lease.created_at, "expires_at": lease.expires_at,
+        "released_at": lease.released_at, "release_errors": lease.release_errors,
+        "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held],
+    }
+    if with_env:
+        out["env"] = service.environment(lease)
+    return out

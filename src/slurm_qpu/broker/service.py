@@ -1,0 +1,294 @@
+"""Leases on the broker: acquire once per job, release once, reap what Slurm forgot.
+
+Every node of a job asks for the job's lease in its prolog; the first request acquires
+from the vendors and the others wait for it and get the same answer. Every node's epilog
+asks for the release; the first one releases. A reaper releases the leases of jobs that
+``squeue`` no longer lists (a node that died, an epilog that could not reach the broker)
+and of leases past their expiry, and finishes what a broker killed mid-acquisition left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slurm_qpu import envcontract, overrides
+from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
+from slurm_qpu.broker.tokens import TokenBook
+from slurm_qpu.broker.views import view_for
+from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
+from slurm_qpu.envcontract import Acquired
+from slurm_qpu.lifecycle import (
+    AcquisitionFailed,
+    JobFacts,
+    ResourceFactory,
+    _describe,
+    _spec,
+    acquire_all,
+    default_factory,
+)
+from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
+
+log = logging.getLogger("slurm_qpu.broker")
+EXPIRY_GRACE_SECONDS = 300  # after the time limit: Slurm's KillWait and the epilog
+
+
+class ConfigSource:
+    """The QPU configuration, re-read when the file changes (no restart to add a QPU)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[float, int] | None = None
+        self._config: QrmiConfig | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> QrmiConfig:
+        with self._lock:
+            st = self.path.stat()
+            stamp = (st.st_mtime, st.st_size)
+            if self._config is None or stamp != self._stamp:
+                self._config = load_config(self.path)
+                self._stamp = stamp
+            return self._config
+
+
+@dataclass(frozen=True)
+class AcquireRequest:
+    job_id: int
+    user: str | None = None
+    uid: int | None = None
+    qpus: str = ""  # the job's --qpu value
+    time_limit: int | None = None  # seconds; None: ask squeue
+    overrides: str | None = None  # as sbatch sent them (checked again here)
+
+
+@dataclass
+class Outcome:
+    lease: LeaseRecord
+    warnings: list[str] = field(default_factory=list)
+
+
+class LeaseService:
+    def __init__(self, journal: Journal, config: ConfigSource, *, public_url: str,
+                 factory: ResourceFactory = default_factory, squeue: Squeue | None = None,
+                 clock: Callable[[], float] = time.time, release_retries: int = 3,
+                 release_backoff: float = 0.5) -> None:
+        self.journal = journal
+        self.config = config
+        self.public_url = public_url.rstrip("/")
+        self.factory = factory
+        self.squeue = squeue
+        self.clock = clock
+        self.release_retries = release_retries
+        self.release_backoff = release_backoff
+        self.tokens = TokenBook(journal.signing_key())
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _job_lock(self, job_id: int) -> threading.Lock:
+        with self._locks_guard:
+            if len(self._locks) > 10_000:  # forget idle locks now and then
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            return self._locks.setdefault(job_id, threading.Lock())
+
+    # ------------------------------------------------------------------ acquire
+
+    def acquire(self, request: AcquireRequest) -> Outcome:
+        with self._job_lock(request.job_id):
+            current = self.journal.current(request.job_id)
+            if current is not None and current.state is State.ACQUIRING:
+                self._undo_interrupted(current)
+            elif current is not None and current.state in (State.ACQUIRED, State.FAILED):
+                return Outcome(current)  # the job's other nodes: same lease, same answer
+            return self._acquire(request)
+
+    def _acquire(self, request: AcquireRequest) -> Outcome:
+        facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
+        time_limit, user = request.time_limit, request.user
+        if time_limit is None and self.squeue is not None:
+            try:
+                record: JobRecord | None = self.squeue.job(request.job_id)
+            except SlurmCommandError as exc:
+                log.warning("job %s: cannot read its time limit (%s); using %d s",
+                            request.job_id, exc, envcontract.UNLIMITED_TIMEOUT_SECONDS)
+                record = None
+            if record is not None:
+                time_limit = record.time_limit_seconds
+                user = user or record.user
+        timeout = envcontract.timeout_seconds(time_limit)
+        now = self.clock()
+        expires = now + timeout + EXPIRY_GRACE_SECONDS
+        try:
+            names = parse_request(request.qpus)
+            config = self.config.get()
+            check_known(names, config.names())
+        except (RequestError, ConfigError, OSError) as exc:
+            lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
+                                       names=[], overrides={}, expires_at=expires, now=now)
+            self.journal.set_state(lease, State.FAILED, error=f"--qpu={request.qpus}: {exc}")
+            return Outcome(lease)
+        defs = [d for n in names if (d := config.get(n)) is not None]
+        checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
+        for warning in checked.refused:
+            log.warning("job %s: %s", request.job_id, warning)
+        lease = self.journal.begin(request.job_id, user=user, uid=request.uid, names=names,
+                                   overrides=checked.accepted, expires_at=expires, now=now)
+
+        def journal_it(acquired: Acquired) -> None:
+            self.journal.add_held(lease, Held(acquired.resource.name,
+                                              acquired.resource.current_type, acquired.token,
+                                              self.clock()))
+
+        try:
+            acquire_all(defs, facts, timeout, self.factory, checked.accepted, journal_it)
+        except AcquisitionFailed as exc:
+            for held in lease.held:  # rolled back by acquire_all
+                self.journal.mark_held_released(lease, held.name, None)
+            self.journal.set_state(lease, State.FAILED, error=str(exc))
+            log.error("job %s: %s", request.job_id, exc)
+            return Outcome(lease, checked.refused)
+        self.journal.set_state(lease, State.ACQUIRED)
+        log.info("job %s: acquired %s for %s", request.job_id, ",".join(names), user or "?")
+        return Outcome(lease, checked.refused)
+
+    def _undo_interrupted(self, lease: LeaseRecord) -> None:
+        """A lease the broker was acquiring when it stopped: give back what it got."""
+        log.warning("job %s: the broker stopped while acquiring %s; releasing what it held",
+                    lease.job_id, ",".join(lease.names))
+        errors = self._release_held(lease)
+        self.journal.set_state(lease, State.RELEASED,
+                               error="the broker stopped while acquiring the QPUs",
+                               release_errors=errors)
+
+    # ------------------------------------------------------------------ release
+
+    def release(self, job_id: int) -> LeaseRecord | None:
+        with self._job_lock(job_id):
+            lease = self.journal.current(job_id)
+            if lease is None or lease.state is State.RELEASED:
+                return lease
+            errors = self._release_held(lease) if lease.state.active else []
+            self.journal.set_state(lease, State.RELEASED, release_errors=errors)
+            if lease.held:
+                log.info("job %s: released %s%s", job_id,
+                         ",".join(h.name for h in lease.held),
+                         f" ({len(errors)} error(s))" if errors else "")
+            return lease
+
+    def _release_held(self, lease: LeaseRecord) -> list[str]:
+        errors: list[str] = []
+        try:
+            config: QrmiConfig | None = self.config.get()
+        except (ConfigError, OSError) as exc:
+            log.error("job %s: config unreadable at release (%s)", lease.job_id, exc)
+            config = None
+        facts = JobFacts(lease.job_id, "broker", (), lease.uid, lease.user)
+        for held in lease.held:
+            if held.released_at is not None:
+                continue
+            rdef = (config.get(held.name) if config else None) or ResourceDef(
+                name=held.name, type=held.type)
+            error = None
+            for attempt in range(1, self.release_retries + 1):
+                try:
+                    self.factory(_spec(rdef, facts, None)).release(held.token)
+                    error = None
+                    break
+                except Exception as exc:
+                    error = (f"cannot release QPU {held.name} (token {held.token}): "
+                             f"{_describe(exc)}")
+                    if attempt < self.release_retries:
+                        time.sleep(self.release_backoff * attempt)
+            if error:
+                log.error("job %s: %s", lease.job_id, error)
+                errors.append(error)
+            self.journal.mark_held_released(lease, held.name, error)
+        return errors
+
+    # ------------------------------------------------------------------ reaper
+
+    def recover(self) -> None:
+        """At start-up: finish acquisitions a previous broker process left half-done."""
+        for lease in self.journal.active():
+            if lease.state is State.ACQUIRING:
+                with self._job_lock(lease.job_id):
+                    self._undo_interrupted(lease)
+
+    def reap(self) -> list[int]:
+        """Release the leases of jobs Slurm no longer runs and of expired leases; return
+        their job ids. Does nothing when squeue cannot answer: a controller restart must
+        never cost running jobs their QPUs."""
+        if self.squeue is None:
+            return []
+        started = self.clock()
+        try:
+            live = self.squeue.live_jobs()
+        except SlurmCommandError as exc:
+            log.warning("reaper: cannot list jobs (%s); trying again later", exc)
+            return []
+        reaped = []
+        for lease in self.journal.active():
+            if lease.created_at >= started:
+                continue  # acquired after squeue answered: not known to be gone
+            expired = lease.expires_at is not None and self.clock() > lease.expires_at
+            if lease.job_id in live and not expired:
+                continue
+            why = "expired" if expired else "no longer known to Slurm"
+            log.warning("reaper: job %s is %s; releasing %s", lease.job_id, why,
+                        ",".join(lease.names))
+            self.release(lease.job_id)
+            reaped.append(lease.job_id)
+        return reaped
+
+    # ------------------------------------------------------------------ job view
+
+    def job_token(self, lease: LeaseRecord) -> str:
+        return self.tokens.job_token(lease)
+
+    def environment(self, lease: LeaseRecord) -> dict[str, str]:
+        """What every task of the job gets: the contract, with the proxy in place of every
+        endpoint and the job token in place of every credential."""
+        if lease.state is not State.ACQUIRED:
+            return {}
+        config = self.config.get()
+        acquired, environments = [], {}
+        token = self.job_token(lease)
+        for held in lease.held:
+            rdef = config.get(held.name) or ResourceDef(name=held.name, type=held.type)
+            settings = overrides.apply(rdef.effective_environment(), rdef.type,
+                                       lease.overrides.get(held.name, {}))
+            environments[held.name] = view_for(held.type).job_environment(
+                settings, name=held.name, proxy_url=f"{self.public_url}/p/{held.name}",
+                job_token=token, job_id=lease.job_id)
+            acquired.append(Acquired(rdef, held.token))
+        limit = None
+        if lease.expires_at:
+            limit = round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
+        return envcontract.build(acquired, job_id=lease.job_id, uid=lease.uid,
+                                 time_limit_seconds=limit, environments=environments).forced
+
+    def authenticate(self, token: str | None) -> LeaseRecord | None:
+        """The live lease a job token (or the access token made from it) belongs to."""
+        ref = self.tokens.parse(token)
+        if ref is None or token is None:
+            return None
+        lease = self.journal.get(ref.job_id, ref.gen)
+        if lease is None or lease.state is not State.ACQUIRED:
+            return None
+        if lease.expires_at is not None and self.clock() > lease.expires_at:
+            return None
+        return lease if self.tokens.matches(token, lease) else None
+
+    def resource_settings(self, lease: LeaseRecord, name: str) -> Mapping[str, str] | None:
+        """The site's settings of one of the job's QPUs (with its accepted overrides)."""
+        held = lease.holds(name)
+        rdef = self.config.get().get(name)
+        if held is None or rdef is None:
+            return None
+        return overrides.apply(rdef.effective_environment(), rdef.type,
+                               lease.overrides.get(name, {}))

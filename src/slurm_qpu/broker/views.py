@@ -1,0 +1,426 @@
+"""What each resource type looks like from inside a job in broker mode, and what a job may
+do through the proxy.
+
+A ``View`` turns the site's settings for a QPU into the job's settings (endpoints pointing
+at the broker's proxy, the job token where a credential was) and decides, per request,
+whether the job may make it: a job reaches its own QPUs only, and on IBM Quantum only its
+own session and the vendor jobs it created. Anything a view does not know is refused:
+a new vendor route gets through only once someone has decided it is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from slurm_qpu.redact import is_secret_key
+from slurm_qpu.types import current_type
+
+Headers = Callable[[bool], dict[str, str]]  # force refresh -> upstream auth headers
+
+
+@dataclass(frozen=True)
+class Upstream:
+    base_url: str
+    headers: Headers
+
+
+@dataclass
+class Call:
+    """One proxied request, as a view sees it."""
+
+    method: str
+    path: str  # below /p/<name>/, no leading slash, already checked for tricks
+    query: str
+    body: bytes | None = None  # only when the view asked for it (wants_body)
+
+
+class JobSide(Protocol):
+    """What a view may ask about the job making the call."""
+
+    name: str  # the QPU (the route's /p/<name>)
+    session: str  # the acquisition token: the IBM session id, for example
+
+    @property
+    def job_id(self) -> int: ...
+
+    def owns(self, vendor_id: str) -> bool: ...
+
+    def remember(self, vendor_id: str) -> None: ...
+
+    def access_token(self) -> tuple[str, int]: ...
+
+
+@dataclass
+class Decision:
+    status: int = 200  # 200: forward; anything else: answer the job with ``message``
+    message: str = ""
+    body: bytes | None = None  # replaces the request body
+    local: tuple[int, bytes] | None = None  # answer this instead of forwarding
+    # sees the upstream status and (buffered) response body, may rewrite the body
+    on_response: Callable[[int, bytes], bytes] | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == 200
+
+
+def deny(message: str, status: int = 403) -> Decision:
+    return Decision(status, message)
+
+
+FORWARD = Decision()
+
+
+class View:
+    """Default: a type with no network API in the job (local simulator, Warden): the job
+    gets the settings minus anything that looks like a credential; no proxy routes."""
+
+    proxied = False
+
+    def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
+                        job_token: str, job_id: int) -> dict[str, str]:
+        return {k: v for k, v in settings.items() if not is_secret_key(k)}
+
+    def upstream(self, settings: Mapping[str, str]) -> Upstream:
+        raise NotImplementedError
+
+    def wants_body(self, call: Call) -> bool:
+        return False
+
+    def authorize(self, job: JobSide, call: Call) -> Decision:
+        return deny("this QPU is not reached through the broker")
+
+
+def _json(body: bytes | None) -> Any:
+    try:
+        return json.loads(body or b"")
+    except ValueError:
+        return None
+
+
+def _keep(settings: Mapping[str, str], *drop: str) -> dict[str, str]:
+    return {k: v for k, v in settings.items()
+            if k not in drop and not is_secret_key(k)}
+
+
+# ------------------------------------------------------------------------- IBM Quantum
+
+QCS = "QRMI_IBM_QCS_"
+PLACEHOLDER_CRN = "crn:v1:slurm-qpu:broker:job:{job}::"
+IAM_ROUTE = "identity/token"
+
+
+class _IamUpstreamMixin:
+    """IBM Cloud: a bearer from IAM for the site's API key, and the Service-CRN."""
+
+    prefix = ""
+
+    def upstream(self, settings: Mapping[str, str]) -> Upstream:
+        from slurm_qpu.vendor.http import VendorClient
+        from slurm_qpu.vendor.iam import IamTokenSource
+
+        p = self.prefix
+        iam = IamTokenSource(VendorClient(settings.get(p + "IAM_ENDPOINT")
+                                          or "https://iam.cloud.ibm.com", "IBM Cloud IAM"),
+                             settings.get(p + "IAM_APIKEY", ""))
+        crn = settings.get(p + "SERVICE_CRN", "")
+
+        def headers(force: bool) -> dict[str, str]:
+            return {**iam.headers(force), "Service-CRN": crn}
+
+        return Upstream(self._api_root(settings.get(p + "ENDPOINT", "")), headers)
+
+    @staticmethod
+    def _api_root(endpoint: str) -> str:
+        return endpoint.rstrip("/")
+
+    def iam_answer(self, job: JobSide, call: Call) -> Decision:
+        """The SDKs' API-key exchange, answered here: the job token is the 'API key' and
+        the access token is a JWT naming the job's lease."""
+        token, life = job.access_token()
+        body = {"access_token": token, "refresh_token": "not_supported", "token_type": "Bearer",
+                "expires_in": life, "expiration": None, "scope": "slurm-qpu-job"}
+        import time
+
+        body["expiration"] = int(time.time()) + life
+        return Decision(local=(200, json.dumps(body).encode()))
+
+
+_QCS_API = re.compile(r"^(?:experimental/)?api/v1/(.*)$")
+
+
+class IbmQuantumComputeView(_IamUpstreamMixin, View):
+    """IBM Quantum Platform (Qiskit Runtime REST API)."""
+
+    proxied = True
+    prefix = QCS
+
+    def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
+                        job_token: str, job_id: int) -> dict[str, str]:
+        env = _keep(settings, QCS + "ENDPOINT", QCS + "IAM_ENDPOINT")
+        env.update({QCS + "ENDPOINT": proxy_url + "/api/v1", QCS + "IAM_ENDPOINT": proxy_url,
+                    QCS + "IAM_APIKEY": job_token,
+                    QCS + "SERVICE_CRN": PLACEHOLDER_CRN.format(job=job_id)})
+        return env
+
+    @staticmethod
+    def _api_root(endpoint: str) -> str:
+        # the config names the API base (…/api/v1); the proxy forwards paths from the root
+        return endpoint.rstrip("/").removesuffix("/api/v1")
+
+    def wants_body(self, call: Call) -> bool:
+        return call.method == "POST" and _QCS_API.sub(r"\1", call.path) == "jobs"
+
+    def authorize(self, job: JobSide, call: Call) -> Decision:
+        if call.path == IAM_ROUTE and call.method == "POST":
+            return self.iam_answer(job, call)
+        m = _QCS_API.match(call.path)
+        if not m:
+            return deny(f"not an IBM Quantum API route: /{call.path}", 404)
+        route, method = m.group(1).rstrip("/"), call.method
+        parts = route.split("/")
+        if route == "backends" and method == "GET":
+            return Decision(on_response=lambda s, b: _only_backend(b, job.name))
+        if parts[0] == "backends" and len(parts) >= 2 and method == "GET":
+            if parts[1] != job.name:
+                return deny(f"this job holds QPU {job.name}, not {parts[1]}")
+            return FORWARD
+        if route == "instances/usage" and method == "GET":
+            return FORWARD
+        if route == "sessions" and method == "POST":
+            return deny(f"this job already has an IBM Quantum session ({job.session}), opened "
+                        "by slurm-qpu for the job's lifetime; run in it (for example with "
+                        "slurm_qpu.client.ibm_session(), or Session.from_id)")
+        if parts[0] == "sessions" and len(parts) >= 2:
+            if parts[1] != job.session:
+                return deny(f"session {parts[1]} is not this job's session ({job.session})")
+            return FORWARD
+        if route == "jobs" and method == "POST":
+            return self._create_job(job, call)
+        if route == "jobs" and method == "GET":
+            return Decision(on_response=lambda s, b: _only_jobs(b, job))
+        if parts[0] == "jobs" and len(parts) >= 2:
+            if not job.owns(parts[1]):
+                return deny(f"IBM Quantum job {parts[1]} was not created by this Slurm job")
+            return FORWARD
+        return deny(f"{method} /{call.path} is not available to jobs through the broker")
+
+    def _create_job(self, job: JobSide, call: Call) -> Decision:
+        body = _json(call.body)
+        if not isinstance(body, dict):
+            return deny("the job request is not a JSON object", 400)
+        backend = body.get("backend")
+        if backend is not None and backend != job.name:
+            return deny(f"this job holds QPU {job.name}, not {backend}")
+        session = body.get("session_id")
+        if session is not None and session != job.session:
+            return deny(f"session {session} is not this job's session ({job.session})")
+        body["backend"], body["session_id"] = job.name, job.session
+
+        def remember(status: int, answer: bytes) -> bytes:
+            created = _json(answer)
+            if status < 300 and isinstance(created, dict) and created.get("id"):
+                job.remember(str(created["id"]))
+            return answer
+
+        return Decision(body=json.dumps(body).encode(), on_response=remember)
+
+
+def _only_backend(body: bytes, name: str) -> bytes:
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("devices"), list):
+        data["devices"] = [d for d in data["devices"]
+                           if isinstance(d, dict) and d.get("name") == name]
+        return json.dumps(data).encode()
+    return body
+
+
+def _only_jobs(body: bytes, job: JobSide) -> bytes:
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("jobs"), list):
+        data["jobs"] = [j for j in data["jobs"]
+                        if isinstance(j, dict) and job.owns(str(j.get("id")))]
+        data["count"] = len(data["jobs"])
+        return json.dumps(data).encode()
+    return body
+
+
+QS = "QRMI_IBM_QS_"
+_S3_KEYS = tuple(QS + k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT",
+                                  "S3_BUCKET", "S3_REGION", "S3_ENDPOINT_FOR_QSAPI"))
+
+
+class IbmQuantumSystemView(_IamUpstreamMixin, View):
+    """An on-premises IBM Quantum System (Direct Access API)."""
+
+    proxied = True
+    prefix = QS
+
+    def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
+                        job_token: str, job_id: int) -> dict[str, str]:
+        env = _keep(settings, QS + "ENDPOINT", QS + "IAM_ENDPOINT", *_S3_KEYS)
+        env.update({QS + "ENDPOINT": proxy_url, QS + "IAM_ENDPOINT": proxy_url,
+                    QS + "IAM_APIKEY": job_token,
+                    QS + "SERVICE_CRN": PLACEHOLDER_CRN.format(job=job_id)})
+        return env
+
+    def wants_body(self, call: Call) -> bool:
+        return call.method == "POST" and call.path.rstrip("/") == "v1/jobs"
+
+    def authorize(self, job: JobSide, call: Call) -> Decision:
+        if call.path == IAM_ROUTE and call.method == "POST":
+            return self.iam_answer(job, call)
+        route, method = call.path.rstrip("/"), call.method
+        parts = route.split("/")
+        if route in ("version", "versions") and method == "GET":
+            return FORWARD
+        if route == "v1/backends" and method == "GET":
+            return Decision(on_response=lambda s, b: _only_qs_backend(b, job.name))
+        if parts[:2] == ["v1", "backends"] and len(parts) >= 3 and method == "GET":
+            if parts[2] != job.name:
+                return deny(f"this job holds QPU {job.name}, not {parts[2]}")
+            return FORWARD
+        if route == "v1/jobs" and method == "POST":
+            body = _json(call.body)
+            if not isinstance(body, dict) or body.get("backend") != job.name:
+                return deny(f"this job holds QPU {job.name}, not "
+                            f"{body.get('backend') if isinstance(body, dict) else '?'}")
+            if body.get("id"):
+                job.remember(str(body["id"]))
+            return FORWARD
+        if parts[:2] == ["v1", "jobs"] and len(parts) >= 3:
+            if not job.owns(parts[2]):
+                return deny(f"IBM Quantum System job {parts[2]} was not created by this "
+                            "Slurm job")
+            return FORWARD
+        return deny(f"{method} /{call.path} is not available to jobs through the broker")
+
+
+def _only_qs_backend(body: bytes, name: str) -> bytes:
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("backends"), list):
+        data["backends"] = [b for b in data["backends"]
+                            if isinstance(b, dict) and b.get("name") == name]
+        return json.dumps(data).encode()
+    return body
+
+
+# ------------------------------------------------------------------------- Pasqal Cloud
+
+PASQAL = "QRMI_PASQAL_CLOUD_"
+_PASQAL_CREDENTIALS = tuple(PASQAL + k for k in (
+    "AUTH_TOKEN", "CLIENT_ID", "CLIENT_SECRET", "USERNAME", "PASSWORD", "AUTH_ENDPOINT",
+    "AUDIENCE", "BASE_URL"))
+_BATCH_ID = re.compile(r"^core-fast/api/v[12]/batches/([^/]+)")
+_JOB_ID = re.compile(r"^core-fast/api/v[12]/jobs/([^/]+)")
+
+
+class PasqalCloudView(View):
+    proxied = True
+
+    def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
+                        job_token: str, job_id: int) -> dict[str, str]:
+        env = _keep(settings, *_PASQAL_CREDENTIALS)
+        env.update({PASQAL + "BASE_URL": proxy_url, PASQAL + "AUTH_TOKEN": job_token})
+        return env
+
+    def upstream(self, settings: Mapping[str, str]) -> Upstream:
+        from slurm_qpu.resources.base import JobContext, ResourceSpec
+        from slurm_qpu.resources.pasqal_cloud import token_source
+        from slurm_qpu.vendor.http import RetryPolicy
+
+        spec = ResourceSpec("broker", "pasqal-cloud", dict(settings), JobContext(0))
+        source = token_source(spec, None, RetryPolicy())
+        base = settings.get(PASQAL + "BASE_URL") or "https://apis.pasqal.cloud"
+        return Upstream(base.rstrip("/"), source.headers)
+
+    def wants_body(self, call: Call) -> bool:
+        return call.method == "POST" and call.path.rstrip("/") == "core-fast/api/v1/batches"
+
+    def authorize(self, job: JobSide, call: Call) -> Decision:
+        route, method = call.path.rstrip("/"), call.method
+        if route.startswith("core-fast/api/v1/devices") and method == "GET":
+            return FORWARD
+        if route.startswith("account/api/v1/") and method == "GET":
+            return FORWARD
+        if route == "core-fast/api/v1/batches" and method == "POST":
+            body = _json(call.body)
+            if not isinstance(body, dict) or body.get("device_type") != job.name:
+                device = body.get("device_type") if isinstance(body, dict) else "?"
+                return deny(f"this job holds QPU {job.name}, not {device}")
+            return Decision(on_response=lambda s, b: _remember_batch(s, b, job))
+        if route in ("core-fast/api/v1/batches/cancel", "core-fast/api/v2/batches/cancel"):
+            return deny("cancelling batches by list is not available through the broker; "
+                        "cancel each batch")
+        m = _BATCH_ID.match(route)
+        if m:
+            if not job.owns(m.group(1)):
+                return deny(f"Pasqal batch {m.group(1)} was not created by this Slurm job")
+            return Decision(on_response=lambda s, b: _remember_batch(s, b, job))
+        m = _JOB_ID.match(route)
+        if m:
+            if not job.owns(m.group(1)):
+                return deny(f"Pasqal job {m.group(1)} was not created by this Slurm job")
+            return FORWARD
+        return deny(f"{method} /{call.path} is not available to jobs through the broker")
+
+
+def _remember_batch(status: int, body: bytes, job: JobSide) -> bytes:
+    data = _json(body)
+    batch = data.get("data") if isinstance(data, dict) else None
+    if status < 300 and isinstance(batch, dict) and batch.get("id"):
+        job.remember(str(batch["id"]))
+        for item in batch.get("jobs") or []:
+            if isinstance(item, dict) and item.get("id"):
+                job.remember(str(item["id"]))
+    return body
+
+
+# ------------------------------------------------------------------------- token swap
+
+@dataclass
+class TokenSwapView(View):
+    """An API whose whole authentication is one header (IQM, Alice & Bob): the job sends
+    its job token in the vendor's header form, the broker sends the real one."""
+
+    endpoint_key: str = ""
+    secret_key: str = ""
+    scheme: str = "Bearer"
+    readonly_prefixes: tuple[str, ...] = ()
+    proxied: bool = field(default=True)
+
+    def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
+                        job_token: str, job_id: int) -> dict[str, str]:
+        env = _keep(settings, self.endpoint_key, self.secret_key)
+        env.update({self.endpoint_key: proxy_url, self.secret_key: job_token})
+        return env
+
+    def upstream(self, settings: Mapping[str, str]) -> Upstream:
+        header = {"Authorization": f"{self.scheme} {settings.get(self.secret_key, '')}"}
+        return Upstream(settings.get(self.endpoint_key, "").rstrip("/"), lambda force: header)
+
+    def authorize(self, job: JobSide, call: Call) -> Decision:
+        return FORWARD
+
+
+VIEWS: dict[str, View] = {
+    "ibm-quantum-compute-service": IbmQuantumComputeView(),
+    "ibm-quantum-system": IbmQuantumSystemView(),
+    "pasqal-cloud": PasqalCloudView(),
+    "iqm-server": TokenSwapView("QRMI_IQM_ISA_ENDPOINT", "QRMI_IQM_ISA_TOKEN", "Bearer"),
+    "alice-bob-felis": TokenSwapView("QRMI_AB_FELIS_BASE_ENDPOINT", "QRMI_AB_FELIS_API_KEY",
+                                     "Basic"),
+}
+
+
+def view_for(type_name: str) -> View:
+    return VIEWS.get(current_type(type_name), View())
+
+
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True)

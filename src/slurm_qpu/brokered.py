@@ -1,0 +1,80 @@
+"""The job lifecycle in broker mode: the prolog and epilog ask the broker, never a vendor.
+
+Every node of the job asks the broker for the job's lease (the broker acquires once and
+gives the others the same answer), keeps the answer in its local lease file for the
+job's steps, and asks for the release in its epilog (the broker releases once). There is
+no credential on the node and no coordination between nodes: the broker is the one place
+that knows. Like the direct-mode lifecycle, nothing here raises: a failure is recorded in
+the lease and task_init fails the job with its message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slurm_qpu.broker.client import BrokerClient, BrokerError
+from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.lifecycle import JobFacts
+
+log = logging.getLogger(__name__)
+
+
+def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
+               client: BrokerClient, overrides: str | None = None) -> Lease:
+    with store.lock(job.job_id):
+        existing = store.load(job.job_id)
+        if existing is not None and existing.state is not LeaseState.RELEASED:
+            return existing
+        lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.node,
+                      uid=job.uid, user=job.user)
+        try:
+            answer = client.acquire(job.job_id, qpus=raw_request or "", user=job.user,
+                                    uid=job.uid, overrides=overrides)
+        except BrokerError as exc:
+            lease.error = str(exc)
+        else:
+            _fill(lease, answer)
+        store.save(lease)
+    if lease.state is LeaseState.FAILED:
+        log.error("job %s: %s", job.job_id, lease.error)
+    else:
+        log.info("job %s: leased %s from the broker", job.job_id, ",".join(lease.names))
+    return lease
+
+
+def _fill(lease: Lease, answer: dict[str, object]) -> None:
+    names = answer.get("qpus")
+    lease.names = [str(n) for n in names] if isinstance(names, list) else []
+    for warning in answer.get("warnings") or []:  # type: ignore[attr-defined]
+        log.warning("job %s: %s", lease.job_id, warning)
+    if answer.get("state") != "acquired":
+        lease.error = str(answer.get("error") or f"the broker's lease is {answer.get('state')}")
+        return
+    now = time.time()
+    resources = answer.get("resources")
+    lease.resources = [LeasedResource(str(r["name"]), str(r["type"]), str(r["token"]), now)
+                       for r in resources if isinstance(r, dict)] \
+        if isinstance(resources, list) else []
+    env = answer.get("env")
+    lease.env = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+    lease.state = LeaseState.ACQUIRED
+
+
+def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient) -> Lease | None:
+    with store.lock(job.job_id):
+        lease = store.load(job.job_id)
+        if lease is None or lease.state is LeaseState.RELEASED:
+            return lease
+        try:
+            answer = client.release(job.job_id)
+        except BrokerError as exc:
+            lease.release_errors.append(f"{exc}; the broker releases the QPUs itself once it "
+                                        "sees the job has ended")
+            log.error("job %s: %s", job.job_id, lease.release_errors[-1])
+        else:
+            lease.release_errors.extend(str(e) for e in answer.get("release_errors") or [])
+        lease.state = LeaseState.RELEASED
+        lease.released_at = time.time()
+        store.save(lease)
+    return lease
