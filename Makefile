@@ -75,14 +75,14 @@ test-chroot: $(PY_DEV)
 test: lint test-unit test-slurm test-chroot
 
 lab-up: $(PY_DEV) shim
-	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source .
+	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
 	@echo "lab is up: . ./lab.env && sbatch --qpu=sim_a --wrap 'env | grep QRMI'"
 
 lab-down: $(PY_DEV)
 	$(PY_DEV) -m slurm_qpu.lab down --lab $(LAB)
 
 demo: $(PY_DEV) shim
-	$(PY_DEV) -m slurm_qpu.lab demo --lab $(LAB) --source .
+	$(PY_DEV) -m slurm_qpu.lab demo --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
 
 clean:
 	$(MAKE) -C shim clean

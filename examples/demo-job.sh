@@ -7,6 +7,10 @@
 # node sees the QPU's QRMI environment, and the epilog closes the session when the job ends.
 echo "job $SLURM_JOB_ID on $SLURM_JOB_NODELIST holds QPU $QRMI_JOB_QPU_RESOURCES ($QRMI_JOB_QPU_TYPES)"
 srun bash -c 'echo "[$(hostname) rank $SLURM_PROCID] session=$ibm_manila_QRMI_JOB_ACQUISITION_TOKEN timeout=${ibm_manila_QRMI_JOB_TIMEOUT_SECONDS}s"'
+# In broker mode (the default) the job never holds the site's API key: its endpoint is the
+# broker's proxy and its "API key" a token that stops working when the job ends.
+echo "IBM endpoint: $ibm_manila_QRMI_IBM_QCS_ENDPOINT"
+echo "API key as the job sees it: ${ibm_manila_QRMI_IBM_QCS_IAM_APIKEY:0:14}..."
 
 # A hybrid step: an unmodified Qiskit program, reaching the QPU through slurm_qpu.client.
 python3 -W ignore::DeprecationWarning - <<'PY'

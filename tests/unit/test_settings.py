@@ -137,3 +137,21 @@ def test_spank_qrmi_plugstack_line_works_unchanged() -> None:
     assert s.config == Path("/etc/slurm/qrmi_config.json")
     assert s.extra_env == {"QRMI_IBM_QRS_TIMEOUT": "60"}
     assert s.warnings == ()
+
+
+def test_broker_argument_selects_broker_mode() -> None:
+    settings = parse_args(["/etc/q.json", "broker=http://ctl:8291/", "broker_timeout=5"])
+    assert settings.broker == "http://ctl:8291"
+    assert settings.broker_timeout == 5.0
+    assert parse_args(["/etc/q.json"]).broker is None  # direct mode
+
+
+def test_broker_argument_must_be_a_url() -> None:
+    with pytest.raises(SettingsError, match=r"^plugstack argument broker=ctl:8291: expected "
+                                            r"the broker's URL, e.g. broker=http://slurmctl:8291$"):
+        parse_args(["broker=ctl:8291"])
+
+
+def test_broker_timeout_must_be_positive() -> None:
+    with pytest.raises(SettingsError, match="broker_timeout=0: expected a positive number"):
+        parse_args(["broker_timeout=0"])

@@ -198,6 +198,7 @@ class _Exchange:
         self.bytes_out = 0
         self.status = 0
         self.responded = False
+        self.body_done = False  # the whole request body has been read
 
     def length(self) -> int | None:
         value = self.h.headers.get("Content-Length")
@@ -223,6 +224,7 @@ class _Exchange:
                 if size == 0:
                     while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
+                    self.body_done = True
                     return
                 data = rfile.read(size)
                 rfile.readline(8)
@@ -240,23 +242,32 @@ class _Exchange:
                 left -= len(data)
                 self.bytes_in += len(data)
                 yield data
+            self.body_done = True
 
     def body(self, limit: int) -> bytes:
         return b"".join(self.body_stream(limit))
 
     def drain(self) -> None:
         """Read what is left of a refused request's body so the connection stays usable,
-        or close it when that would mean reading a lot."""
+        or close it when that would mean reading a lot (or cannot be known)."""
+        if self.chunked():
+            if not self.body_done:
+                self.h.close_connection = True
+            return
         try:
-            length = self.length()
+            left = (self.length() or 0) - self.bytes_in
         except Refused:
-            length = None
-        if self.chunked() or (length or 0) - self.bytes_in > 1024 * 1024:
             self.h.close_connection = True
             return
-        with contextlib.suppress(OSError, Refused):
-            for _ in self.body_stream(max(length or 0, 1)):
-                pass
+        if left > 16 * 1024 * 1024:
+            self.h.close_connection = True
+            return
+        with contextlib.suppress(OSError):
+            while left > 0:
+                data = self.h.rfile.read(min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
 
     def send(self, status: int, body: bytes, content_type: str = "application/json",
              headers: dict[str, str] | None = None) -> None:
@@ -368,6 +379,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 lease = service.release(job_id)
                 if lease is None:
                     raise Refused(404, f"job {job_id} has no lease")
+                who["user"] = lease.user or "-"
                 ex.send(200, json.dumps(lease_json(service, lease, with_env=False)).encode())
                 return
             try:

@@ -44,6 +44,14 @@ def demo(lab: Lab) -> int:
     print(f"--- what the vendor (the emulator at {lab.emulator_url}) saw")
     for line in vendor_view(lab, _emulator_log(lab)[seen:]):
         print(line)
+    if lab.broker:
+        audit = lab.log("broker-audit.log")
+        lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
+                 if f"job={job_id} " in ln] if audit.exists() else []
+        print(f"--- the broker's audit log ({audit}): {len(lines)} request(s) of job "
+              f"{job_id}, e.g.")
+        for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
+            print(line)
     print(textwrap.dedent(f"""
         The lab is still running. Try it:
           . ./lab.env          # or: . {lab.root}/lab.env
@@ -64,13 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", help="slurm-qpu checkout to install from")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--slot", type=int, default=0, help="0-9; keeps two labs apart")
+    parser.add_argument("--mode", choices=["broker", "direct"], default="broker",
+                        help="broker: credentials stay with `slurm-qpu broker` (production "
+                             "default); direct: QRMI's behaviour, secrets reach jobs")
     args = parser.parse_args(argv)
     lab = Lab(Path(args.lab), Path(args.source) if args.source else None, args.nodes,
-              args.slot)
+              args.slot, broker=args.mode == "broker")
     try:
         if args.action == "up":
             lab.up()
-            print(f"lab up at {lab.root}: {', '.join(lab.node_names)} idle; . ./lab.env")
+            mode = f"broker mode, broker at {lab.broker_url}" if lab.broker else "direct mode"
+            print(f"lab up at {lab.root} ({mode}): {', '.join(lab.node_names)} idle; "
+                  ". ./lab.env")
             return 0
         if args.action == "down":
             lab.down()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class Lab:
     # (qiskit, pasqal-cloud, qrmi) go into the lab's venv with the plugin
     emulator: bool = True
     extras: str = "emulator,qrmi"
+    # broker mode: `slurm-qpu broker` holds the credentials, the plugin asks it
+    broker: bool = False
+    _broker_args: tuple[str, ...] = field(default=(), init=False, repr=False)
     _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +145,14 @@ class Lab:
         return f"http://{self._subnet}.1:{8290 + self.slot}"
 
     @property
+    def broker_url(self) -> str:
+        return f"http://{self._subnet}.1:{8390 + self.slot}"
+
+    @property
+    def broker_journal(self) -> Path:
+        return self.root / "broker" / "journal.sqlite"
+
+    @property
     def venv_bin(self) -> Path:
         return self.prefix / "lib" / "slurm-qpu" / "venv" / "bin"
 
@@ -167,7 +179,7 @@ class Lab:
     def _up(self) -> None:
         # a new cluster starts empty: job ids restart at 1, so old leases and old job
         # output files (job-<id>.out of another run) must not linger
-        for d in ("state", "spool", "nodes", "vendor", "log", "jobs"):
+        for d in ("state", "spool", "nodes", "vendor", "log", "jobs", "broker"):
             shutil.rmtree(self.root / d, ignore_errors=True)
         for d in ("etc", "state", "spool", "log", "run", "nodes", "vendor"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -185,6 +197,8 @@ class Lab:
         self._netns_up()
         if self.emulator:
             self._start_emulator()
+        if self.broker:
+            self.start_broker()
         self._start_daemons()
         self.wait_idle(self.nodes)
         self._write_lab_env()
@@ -261,10 +275,70 @@ class Lab:
     def plugstack_line(self) -> str:
         return (f"required {self.prefix}/lib/slurm/spank_qpu.so {self.qrmi_config} "
                 f"venv={self.prefix}/lib/slurm-qpu/venv state_dir={self.root}/nodes/%n "
-                f"log_level=debug pytrace={self.pytrace} peer_timeout=30")
+                f"log_level=debug pytrace={self.pytrace} peer_timeout=30"
+                + (f" broker={self.broker_url} broker_timeout=20" if self.broker else ""))
+
+    def write_plugstack(self) -> None:
+        """plugstack.conf for the current mode (each job's prolog and steps read it anew)."""
+        (self.etc / "plugstack.conf").write_text(self.plugstack_line() + "\n")
+
+    def use_broker(self, on: bool, *broker_args: str) -> None:
+        """Switch a running lab between broker and direct mode."""
+        self.broker = on
+        if on:
+            self._broker_args = broker_args
+            self.start_broker()
+        else:
+            self.stop_broker()
+        self.write_plugstack()
+
+    # ------------------------------------------------------------------ broker
+    def start_broker(self) -> None:
+        """Run ``slurm-qpu broker`` on the bridge address (root, like the config), with the
+        extra arguments ``use_broker`` was given."""
+        args = self._broker_args
+        self.stop_broker()
+        host, port = self.broker_url.removeprefix("http://").split(":")
+        self.broker_journal.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = self.log("broker.log").open("ab")
+        proc = subprocess.Popen(
+            [str(self.prefix / "bin" / "slurm-qpu"), "broker", "--config", str(self.qrmi_config),
+             "--host", host, "--port", port, "--public-url", self.broker_url,
+             "--journal", str(self.broker_journal),
+             "--audit-log", str(self.log("broker-audit.log")), "--reap-interval", "2",
+             "--log-level", "debug", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env(),
+            start_new_session=True)
+        (self.root / "run" / "broker.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError("the broker exited:\n" + self.tail_logs())
+            try:
+                with urllib.request.urlopen(f"{self.broker_url}/v1/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise LabError("the broker does not answer after 30 s:\n" + self.tail_logs())
+
+    def stop_broker(self, kill: bool = False) -> None:
+        """Stop the broker (``kill``: SIGKILL, as a crash would)."""
+        pidfile = self.root / "run" / "broker.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int(pidfile.read_text().strip())
+            if kill:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                for _ in range(50):
+                    if not _alive(pid):
+                        break
+                    time.sleep(0.1)
+            else:
+                _stop(pid)
+            pidfile.unlink()
 
     def _write_slurm_conf(self) -> None:
-        (self.etc / "plugstack.conf").write_text(self.plugstack_line() + "\n")
+        self.write_plugstack()
         names = [r["name"] for r in self.example_resources() + self.emulator_resources()]
         gres = ",".join(f"qpu:{n}:1" for n in names)
         (self.etc / "gres.conf").write_text(
@@ -381,7 +455,7 @@ class Lab:
         blocks on exit reporting to a dead slurmctld), then slurmctld, then munged."""
         run = self.root / "run"
         pidfiles = [*sorted(run.glob("slurmd-*.pid")), run / "slurmctld.pid",
-                    run / "emulator.pid", run / "munged.pid"]
+                    run / "broker.pid", run / "emulator.pid", run / "munged.pid"]
         for pidfile in pidfiles:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 _stop(int(pidfile.read_text().strip()))
