@@ -13,9 +13,11 @@ from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.log import REDACTOR
 from slurm_qpu.names import RequestError, check_known, parse_request
 from slurm_qpu.overrides import apply as apply_overrides
 from slurm_qpu.overrides import decode as decode_overrides
+from slurm_qpu.redact import secrets_of
 from slurm_qpu.resources import registry
 from slurm_qpu.resources.base import (
     JobContext,
@@ -112,6 +114,8 @@ def acquire_all(
 def _resolve(raw_request: str | None, config_path: str) -> tuple[list[str], QrmiConfig]:
     names = parse_request(raw_request)
     config = load_config(config_path)
+    for resource in config.resources:  # no credential in any log line from here on
+        REDACTOR.add(secrets_of(resource.effective_environment()))
     check_known(names, config.names())
     return names, config
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from slurm_qpu.redact import Redactor, install
+
 VERBOSE = 15
 logging.addLevelName(VERBOSE, "VERBOSE")
 
@@ -44,10 +46,17 @@ class SlurmHandler(logging.Handler):
             self.handleError(record)
 
 
+# Masks secrets in every line that reaches Slurm's logs: the patterns always, and each
+# configured credential once the config is loaded (``lifecycle`` adds them).
+REDACTOR = Redactor()
+
+
 def route_to_slurm(sink: Callable[[int, str], None], level: int) -> None:
-    """Send the ``slurm_qpu`` logger's records to Slurm (idempotent)."""
+    """Send the ``slurm_qpu`` logger's records to Slurm (idempotent), redacted."""
     logger = logging.getLogger("slurm_qpu")
     logger.setLevel(level)
     logger.propagate = False
     if not any(isinstance(h, SlurmHandler) for h in logger.handlers):
-        logger.addHandler(SlurmHandler(sink))
+        handler = SlurmHandler(sink)
+        install(handler, REDACTOR)
+        logger.addHandler(handler)

@@ -253,3 +253,16 @@ def test_overrides_from_sbatch_reach_the_direct_mode_prolog(
     assert lease is not None and lease.state is LeaseState.ACQUIRED  # override not applied
     assert any("ignoring sim_a_QRMI_LOCAL_SIM_STATUS from your environment" in m
                for _, m in job.logs)
+
+
+def test_a_configured_secret_in_an_error_is_masked_in_slurms_log(
+        job: FakeSpank, write_json: Any, tmp_path: Path, scontrol: Path) -> None:
+    config = write_json({"resources": [
+        {"name": "sim_a", "type": "local-simulator", "environment": {
+            "QRMI_LOCAL_SIM_API_KEY": "s3cr3t-key-42",
+            "QRMI_LOCAL_SIM_ACQUIRE_ERROR": "bad key s3cr3t-key-42 (Bearer abcdefgh12345678)"}},
+        {"name": "sim_b", "type": "local-simulator"}]})
+    spank.job_prolog(plugin_args(config, tmp_path, scontrol))
+    text = "\n".join(m for _, m in job.logs)
+    assert "bad key *** (Bearer ***)" in text
+    assert "s3cr3t-key-42" not in text and "abcdefgh12345678" not in text
