@@ -23,11 +23,17 @@ from slurm_qpu.redact import is_secret_key
 QPU = "ibm_manila"
 MAX_BODY = 1024 * 1024
 
-# Prints the task's whole environment as the kernel holds it, one JSON line per task.
+# Writes each task's whole environment, as the kernel holds it, to environ-<job>-<rank>.json
+# in the job's directory (files, not output lines: two tasks' long lines can interleave).
 PROC_ENVIRON = (
     "srun python3 -c 'import json,os; raw=open(\"/proc/self/environ\",\"rb\").read(); "
-    "print(\"ENVIRON \" + json.dumps(dict(kv.split(\"=\",1) for kv in "
-    "raw.decode().split(\"\\0\") if \"=\" in kv)))'\n")
+    "env=dict(kv.split(\"=\",1) for kv in raw.decode().split(\"\\0\") if \"=\" in kv); "
+    "name=\"environ-%s-%s.json\" % (env[\"SLURM_JOB_ID\"], env[\"SLURM_PROCID\"]); "
+    "open(name,\"w\").write(json.dumps(env))'\n")
+
+
+def task_environs(lab: LabFixture, job_id: int) -> list[dict[str, str]]:
+    return [json.loads(p.read_text()) for p in sorted(lab.jobs_dir.glob(f"environ-{job_id}-*"))]
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +99,14 @@ def test_sampler_job_runs_through_the_broker_and_no_secret_reaches_the_job_or_an
     result = json.loads(marker(run.output, "RESULT"))
     assert sum(result["counts"].values()) == 400
     assert admin.job(result["job"])["session_id"] == result["token"]
-    environs = [json.loads(line[len("ENVIRON "):]) for line in run.output.splitlines()
-                if line.startswith("ENVIRON ")]
+    environs = task_environs(blab, run.job_id)
     assert len(environs) == 2  # both nodes
     for env in environs:
         assert env[f"{QPU}_QRMI_IBM_QCS_ENDPOINT"].startswith(blab.broker_url + "/p/")
         assert env[f"{QPU}_QRMI_IBM_QCS_IAM_APIKEY"].startswith("sqpu_")
     secrets = configured_secrets(blab)
     assert secrets, "the lab config should hold secrets to look for"
-    places = {"job output": run.output,
+    places = {"job output": run.output, "task environments": json.dumps(environs),
               **{str(p): p.read_text(errors="replace") for p in (blab.root / "log").glob("*")}}
     for where, text in places.items():
         leaked = [s for s in secrets if s in text]
@@ -177,7 +182,7 @@ def test_user_override_of_an_endpoint_is_ignored_with_a_warning(
     job_id = int(proc.stdout.strip().split(";")[0])
     assert blab.wait_job(job_id, timeout=300) == "COMPLETED"
     output = (blab.jobs_dir / f"override-{job_id}.out").read_text()
-    env = json.loads(marker(output, "ENVIRON"))
+    env = task_environs(blab, job_id)[0]
     assert env[f"{QPU}_QRMI_IBM_QCS_ENDPOINT"].startswith(blab.broker_url)
     session = admin.session(json.loads(marker(output, "RESULT"))["token"])
     assert session["mode"] == "batch"  # the allowed override reached the vendor
