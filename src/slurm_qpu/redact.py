@@ -13,8 +13,10 @@ import re
 from collections.abc import Iterable, Mapping
 
 MASK = "***"
-# keys whose values are credentials, whatever the vendor (QRMI spellings)
-SECRET_KEY = re.compile(r"(APIKEY|API_KEY|SECRET|TOKEN|PASSWORD|ACCESS_KEY_ID|SERVICE_CRN)$")
+# keys whose values are credentials, whatever the vendor (QRMI spellings; S3's secret is
+# AWS_SECRET_ACCESS_KEY, which ends in neither SECRET nor ACCESS_KEY_ID)
+SECRET_KEY = re.compile(r"(APIKEY|API_KEY|SECRET|SECRET_ACCESS_KEY|SECRET_KEY|TOKEN|PASSWORD|"
+                        r"ACCESS_KEY_ID|SERVICE_CRN)$")
 PATTERNS = (
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"sqpu_[0-9]+_[0-9]+_[A-Za-z0-9_-]{16,}"),

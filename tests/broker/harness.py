@@ -91,7 +91,7 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
                                ConfigSource(config_path), public_url="http://unset",
                                squeue=jobs, release_backoff=0.01)  # type: ignore[arg-type]
         broker = Broker(service, limits or Limits(), decode=fake_decode)
-        url = broker.start("127.0.0.1", port)
+        url = _start(broker, port)
         service.public_url = url
         under = BrokerUnderTest(broker, service, url, config_path, journal_path, jobs)
         started.append(under)
@@ -103,6 +103,134 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
         under.service.journal.close()
 
 
+def _start(broker: Broker, port: int) -> str:
+    """Broker.start, with a short poll interval: stopping then takes milliseconds, not the
+    standard library's half second (many brokers start and stop in this tier)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from slurm_qpu.broker.server import _handler_class
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(broker))
+    server.daemon_threads = True
+    broker._server = server
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     name="broker-http", daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def set_job_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+
+
+# ---------------------------------------------------------------------- local simulators
+
+def sim_resources(ledger: Path, **extra: dict[str, str]) -> list[dict[str, Any]]:
+    """Local simulators sim_a and sim_b writing to ``ledger`` (what the "vendor" saw);
+    ``extra`` adds settings (without the QRMI_LOCAL_SIM_ prefix) to the named ones."""
+    base: dict[str, dict[str, str]] = {"sim_a": {}, "sim_b": {}}
+    for name, env in extra.items():
+        base.setdefault(name, {}).update(env)
+    return [{"name": name, "type": "local-simulator",
+             "environment": {"QRMI_LOCAL_SIM_LEDGER": str(ledger),
+                             **{f"QRMI_LOCAL_SIM_{k}": v for k, v in env.items()}}}
+            for name, env in base.items()]
+
+
+def read_ledger(ledger: Path) -> list[tuple[str, str, str]]:
+    """The simulated vendor's view: [(event, resource, token), ...] in order."""
+    if not ledger.exists():
+        return []
+    rows = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
+    return [(r["event"], r["resource"], r["token"]) for r in rows]
+
+
+# ---------------------------------------------------------------------- raw HTTP
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def message(self) -> str:
+        return str(self.json()["message"])
+
+
+def raw(url: str, method: str, path: str, *, headers: dict[str, str] | None = None,
+        body: bytes | None = None, chunks: list[bytes] | None = None) -> Answer:
+    """One request exactly as written (httpx would normalise ``..`` and ``//`` away);
+    ``chunks`` sends a chunked body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for key, value in (headers or {}).items():
+            conn.putheader(key, value)
+        if chunks is not None:
+            conn.putheader("Transfer-Encoding", "chunked")
+        elif body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        try:
+            if chunks is not None:
+                for chunk in chunks:
+                    conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                conn.send(b"0\r\n\r\n")
+            elif body:
+                conn.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the broker answered and closed before reading it all: read the answer
+        response = conn.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
+                      response.read())
+    finally:
+        conn.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds (the server logs after it answered)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def lease_service(tmp_path: Path, resources: list[dict[str, Any]], *,
+                  journal: Path | None = None, **kw: Any) -> LeaseService:
+    """A LeaseService (no HTTP) on a config of ``resources`` in tmp_path; ``kw`` goes to
+    LeaseService (squeue=, clock=, factory=)."""
+    config_path = tmp_path / "qrmi_config.json"
+    if not config_path.exists() or journal is None:
+        write_config(config_path, resources)
+    kw.setdefault("release_backoff", 0.0)
+    return LeaseService(Journal(journal or tmp_path / "journal.sqlite", synchronous="NORMAL"),
+                        ConfigSource(config_path), public_url="http://broker.test:8291", **kw)
+
+
+def write_config(path: Path, resources: list[dict[str, Any]]) -> None:
+    """(Re)write a config; ConfigSource sees the change by mtime and size."""
+    import os
+
+    text = json.dumps({"resources": resources})
+    old = path.stat() if path.exists() else None
+    path.write_text(text)
+    path.chmod(0o600)
+    if old is not None:  # same second and size: make the change visible all the same
+        os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns + 1_000_000))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 
 import httpx
-from conftest import Serve
 
-from slurm_qpu.emulator.web import Fault, HttpError, Request, Response, Service
+from slurm_qpu.emulator.web import Fault, HttpError, Request, Response, Server, Service
+
+# the `serve` fixture (tests/emulator/conftest.py); not imported from there: with several
+# conftest.py files on sys.path, "conftest" may name another tier's
+Serve = Callable[..., Server]
 
 
 class Echo(Service):

@@ -21,18 +21,27 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import httpx
 
+from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.journal import LeaseRecord
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
-from slurm_qpu.broker.views import Call, Decision, Upstream, view_for
+from slurm_qpu.broker.views import (
+    FORWARD,
+    Call,
+    Decision,
+    IbmQuantumSystemView,
+    Upstream,
+    view_for,
+)
 from slurm_qpu.vendor import munge
 from slurm_qpu.vendor.http import VendorError
 
@@ -133,6 +142,13 @@ class JobCaller:
 
     def access_token(self) -> tuple[str, int]:
         return self.service.tokens.access_token(self.lease)
+
+    # for the IBM Quantum System view's job storage (views.StorageJob)
+    def job_token(self) -> str:
+        return self.service.job_token(self.lease)
+
+    def settings(self) -> Mapping[str, str] | None:
+        return self.service.resource_settings(self.lease, self.name)
 
 
 @dataclass
@@ -404,6 +420,11 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise Refused(404, "expected /p/<qpu>/<path>")
             name, rest = m.group(1), m.group(2) or ""
             who["qpu"] = name
+            if token_of(self.headers) is None and s3proxy.is_storage_route(rest):
+                # IBM Quantum System job storage: S3 clients send SigV4 signed with the
+                # S3 credentials the job's lease derives, not the job token
+                self._storage(ex, name, rest, query, who)
+                return
             token = token_of(self.headers)
             form_token = None
             if token is None and rest == "identity/token" and self.command == "POST":
@@ -437,6 +458,80 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 ex.send(decision.local[0], decision.local[1])
                 return
             self._forward(ex, broker.upstream(lease, name, held.type), call, decision)
+
+        def _storage(self, ex: _Exchange, name: str, rest: str, query: str,
+                     who: dict[str, Any]) -> None:
+            """A job's S3 request to its IBM Quantum System's job storage: its access key
+            id names the lease; the view checks the signature with the secret the lease
+            derives and signs it again for the site's store (broker/s3proxy.py). Refusals
+            are S3 XML errors, which S3 clients show."""
+            try:
+                signed = s3proxy.parse(self.command, self.path.partition("?")[0], query,
+                                       self.headers.items())
+                ref = s3proxy.lease_of(signed.access_key_id)
+                lease = service.journal.get(*ref) if ref else None
+                if lease is None:
+                    raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
+                        f"S3 access key {signed.access_key_id} is not a slurm-qpu job's"))
+                who["job"], who["user"] = lease.job_id, lease.user or "-"
+                token = service.job_token(lease)
+                if service.authenticate(token) is None:
+                    raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
+                        f"the S3 credentials of job {lease.job_id} stopped working when "
+                        "the job ended"))
+                held = lease.holds(name)
+                view = view_for(held.type) if held else None
+                if not isinstance(view, IbmQuantumSystemView):
+                    raise s3proxy.denied(f"job {lease.job_id} holds no IBM Quantum System "
+                                         f"named {name}")
+                if broker.rates.take(lease.job_id):
+                    raise s3proxy.StorageRefused(503, "SlowDown", (
+                        f"job {lease.job_id} is over its rate limit of "
+                        f"{broker.limits.rate:g} requests per second"))
+                outgoing = view.storage_request(signed, rest, token,
+                                                service.resource_settings(lease, name) or {},
+                                                datetime.now(UTC))
+                self._send_storage(ex, outgoing)
+            except (s3proxy.StorageRefused, Refused) as exc:
+                ex.drain()
+                if ex.responded:
+                    self.close_connection = True
+                    return
+                code = getattr(exc, "code", "AccessDenied")
+                body = b"" if self.command == "HEAD" else s3proxy.error_xml(code, exc.message)
+                ex.send(exc.status, body, "application/xml")
+
+        def _send_storage(self, ex: _Exchange, out: s3proxy.Outgoing) -> None:
+            length = ex.length()
+            if length is not None and length > broker.limits.max_body:
+                raise s3proxy.StorageRefused(413, "EntityTooLarge", (
+                    f"request body of {length} bytes is over the broker's limit of "
+                    f"{broker.limits.max_body} bytes"))
+            content: Iterator[bytes] | None = None
+            if ex.chunked():  # S3 wants a length: take the whole body first
+                whole = ex.body(broker.limits.max_body)
+                content, length = iter([whole]), len(whole)
+            elif length:
+                content = ex.body_stream(broker.limits.max_body)
+            headers = dict(out.headers)
+            if length is not None:
+                headers["content-length"] = str(length)
+            if out.rechunk is not None and content is not None:
+                content = out.rechunk(content)
+            request = broker.http.build_request(out.method, out.url, headers=headers,
+                                                content=content)
+            try:
+                response = broker.http.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise s3proxy.StorageRefused(504, "RequestTimeout",
+                                             "the S3 store did not answer in time") from None
+            except httpx.HTTPError as exc:
+                raise s3proxy.StorageRefused(502, "ServiceUnavailable", (
+                    f"the S3 store cannot be reached: {type(exc).__name__}")) from None
+            with contextlib.closing(response):
+                decision = FORWARD if response.status_code < 400 else \
+                    Decision(on_response=lambda status, body: out.masked(body))
+                self._relay(ex, response, decision)
 
         def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision) -> None:
             url = f"{up.base_url}/{call.path}" + (f"?{call.query}" if call.query else "")

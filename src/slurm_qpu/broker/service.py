@@ -33,6 +33,7 @@ from slurm_qpu.lifecycle import (
 )
 from slurm_qpu.names import RequestError, check_known, parse_request
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
+from slurm_qpu.types import LEGACY_TYPES
 
 log = logging.getLogger("slurm_qpu.broker")
 EXPIRY_GRACE_SECONDS = 300  # after the time limit: Slurm's KillWait and the epilog
@@ -167,10 +168,14 @@ class LeaseService:
 
     # ------------------------------------------------------------------ release
 
-    def release(self, job_id: int) -> LeaseRecord | None:
+    def release(self, job_id: int, gen: int | None = None) -> LeaseRecord | None:
+        """Release the job's lease (only generation ``gen``, when given: the reaper must
+        not release the lease of a requeued job's new run)."""
         with self._job_lock(job_id):
             lease = self.journal.current(job_id)
             if lease is None or lease.state is State.RELEASED:
+                return lease
+            if gen is not None and lease.gen != gen:
                 return lease
             errors = self._release_held(lease) if lease.state.active else []
             self.journal.set_state(lease, State.RELEASED, release_errors=errors)
@@ -214,10 +219,14 @@ class LeaseService:
 
     def recover(self) -> None:
         """At start-up: finish acquisitions a previous broker process left half-done."""
-        for lease in self.journal.active():
-            if lease.state is State.ACQUIRING:
-                with self._job_lock(lease.job_id):
-                    self._undo_interrupted(lease)
+        for listed in self.journal.active():
+            if listed.state is State.ACQUIRING:
+                with self._job_lock(listed.job_id):
+                    # read again under the job's lock: an acquisition this process was
+                    # making when listed has finished by now and is not to be undone
+                    lease = self.journal.get(listed.job_id, listed.gen)
+                    if lease is not None and lease.state is State.ACQUIRING:
+                        self._undo_interrupted(lease)
 
     def reap(self) -> list[int]:
         """Release the leases of jobs Slurm no longer runs and of expired leases; return
@@ -241,8 +250,9 @@ class LeaseService:
             why = "expired" if expired else "no longer known to Slurm"
             log.warning("reaper: job %s is %s; releasing %s", lease.job_id, why,
                         ",".join(lease.names))
-            self.release(lease.job_id)
-            reaped.append(lease.job_id)
+            released = self.release(lease.job_id, lease.gen)
+            if released is not None and released.gen == lease.gen:
+                reaped.append(lease.job_id)
         return reaped
 
     # ------------------------------------------------------------------ job view
@@ -262,9 +272,17 @@ class LeaseService:
             rdef = config.get(held.name) or ResourceDef(name=held.name, type=held.type)
             settings = overrides.apply(rdef.effective_environment(), rdef.type,
                                        lease.overrides.get(held.name, {}))
-            environments[held.name] = view_for(held.type).job_environment(
+            legacy = LEGACY_TYPES.get(rdef.type)
+            if legacy is not None:  # the views know the current spellings only
+                settings = {k: v for k, v in settings.items()
+                            if not k.startswith(legacy.legacy_prefix)}
+            env = view_for(held.type).job_environment(
                 settings, name=held.name, proxy_url=f"{self.public_url}/p/{held.name}",
                 job_token=token, job_id=lease.job_id)
+            if legacy is not None:  # as in direct mode, code for either QRMI finds its keys
+                env.update({legacy.legacy_prefix + k.removeprefix(legacy.current_prefix): v
+                            for k, v in env.items() if k.startswith(legacy.current_prefix)})
+            environments[held.name] = env
             acquired.append(Acquired(rdef, held.token))
         limit = None
         if lease.expires_at:

@@ -78,6 +78,20 @@ def _signature(credentials: S3Credentials, region: str, service: str, when: date
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def signing_key(secret_access_key: str, day: str, region: str, service: str = "s3") -> bytes:
+    """SigV4's derived key for ``day`` (YYYYMMDD): for code that checks signatures or signs
+    the chunks of a streamed upload."""
+    key = _hmac(f"AWS4{secret_access_key}".encode(), day)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    return key
+
+
+def sign_string(key: bytes, string_to_sign: str) -> str:
+    """The hex signature of a SigV4 string to sign with a key from ``signing_key``."""
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 def authorization(credentials: S3Credentials, region: str, method: str, url: httpx.URL | str,
                   headers: Mapping[str, str], payload_hash: str, when: datetime,
                   service: str = "s3") -> str:

@@ -1,0 +1,122 @@
+"""The broker's SQLite journal: WAL, what survives a restart, generations, schema versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from slurm_qpu.broker.journal import SCHEMA_VERSION, Held, Journal, JournalError, State
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.sqlite"
+
+
+def test_the_journal_runs_in_wal_mode(path: Path) -> None:
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_leases_held_qpus_and_vendor_jobs_survive_close_and_reopen(path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user="alice", uid=1000, names=["sim_a", "sim_b"],
+                          overrides={"sim_a": {"QRMI_X": "1"}}, expires_at=5000.0, now=1000.0)
+    journal.add_held(lease, Held("sim_a", "local-simulator", "tok-a", 1001.0))
+    journal.add_held(lease, Held("sim_b", "local-simulator", "tok-b", 1002.0))
+    journal.mark_held_released(lease, "sim_b", "vendor said no", now=1003.0)
+    journal.set_state(lease, State.ACQUIRED)
+    journal.add_vendor_job(lease, "sim_a", "vjob-1")
+    journal.close()
+
+    again = Journal(path)
+    got = again.current(5)
+    assert got is not None
+    assert (got.job_id, got.gen, got.state, got.user, got.uid) == (5, 1, State.ACQUIRED,
+                                                                   "alice", 1000)
+    assert got.names == ["sim_a", "sim_b"]
+    assert got.overrides == {"sim_a": {"QRMI_X": "1"}}
+    assert (got.created_at, got.expires_at, got.salt) == (1000.0, 5000.0, lease.salt)
+    assert [(h.name, h.token, h.acquired_at, h.released_at, h.error) for h in got.held] == [
+        ("sim_a", "tok-a", 1001.0, None, None), ("sim_b", "tok-b", 1002.0, None,
+                                                 "vendor said no")]
+    assert again.active() == [got]
+    assert again.owns_vendor_job(got, "sim_a", "vjob-1")
+    assert again.vendor_jobs(got, "sim_a") == ["vjob-1"]
+    again.close()
+
+
+def test_a_vendor_job_belongs_to_one_qpu_of_one_generation(path: Path) -> None:
+    journal = Journal(path)
+    first = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    journal.add_vendor_job(first, "a", "vjob-1")
+    journal.set_state(first, State.RELEASED)
+    second = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    assert journal.owns_vendor_job(first, "a", "vjob-1")
+    assert not journal.owns_vendor_job(first, "b", "vjob-1")
+    assert not journal.owns_vendor_job(second, "a", "vjob-1")
+
+
+def test_each_lease_of_a_job_is_a_new_generation(path: Path) -> None:
+    journal = Journal(path)
+    first = journal.begin(5, user="alice", uid=1000, names=["a"], overrides={},
+                          expires_at=None)
+    journal.set_state(first, State.RELEASED, now=2000.0)
+    second = journal.begin(5, user="alice", uid=1000, names=["a"], overrides={},
+                           expires_at=None)
+    other = journal.begin(6, user="bob", uid=1001, names=["a"], overrides={},
+                          expires_at=None)
+    assert (first.gen, second.gen, other.gen) == (1, 2, 1)
+    assert first.salt != second.salt
+    current = journal.current(5)
+    assert current is not None and current.gen == 2 and current.state is State.ACQUIRING
+    old = journal.get(5, 1)
+    assert old is not None and old.state is State.RELEASED and old.released_at == 2000.0
+    assert journal.get(5, 3) is None and journal.current(7) is None
+    assert [(lease.job_id, lease.gen) for lease in journal.active()] == [(5, 2), (6, 1)]
+
+
+def test_state_changes_keep_the_error_and_the_release_errors(path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    journal.set_state(lease, State.FAILED, error="cannot acquire QPU a: no")
+    journal.set_state(lease, State.RELEASED, release_errors=["cannot release QPU a: no"])
+    journal.close()
+    got = Journal(path).current(5)
+    assert got is not None and got.state is State.RELEASED
+    assert got.error == "cannot acquire QPU a: no"
+    assert got.release_errors == ["cannot release QPU a: no"]
+    assert got.released_at is not None
+
+
+def test_a_journal_from_a_newer_slurm_qpu_is_refused_with_the_reason(path: Path) -> None:
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                   (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(JournalError) as raised:
+        Journal(path)
+    assert str(raised.value) == (
+        f"the broker journal {path} has schema version {SCHEMA_VERSION + 1}, newer than "
+        f"this slurm-qpu understands ({SCHEMA_VERSION}); upgrade slurm-qpu or move the file "
+        "away")
+
+
+def test_a_file_that_is_not_a_journal_is_refused_with_the_reason(path: Path) -> None:
+    path.write_bytes(b"this is not an SQLite database, it is a text file" * 100)
+    with pytest.raises(JournalError) as raised:
+        Journal(path)
+    assert str(raised.value) == (f"cannot open the broker journal {path}: file is not a "
+                                 "database")
+
+
+def test_the_signing_key_is_made_once_and_kept_across_reopen(path: Path) -> None:
+    journal = Journal(path)
+    key = journal.signing_key()
+    assert len(key) == 32 and journal.signing_key() == key
+    journal.close()
+    assert Journal(path).signing_key() == key
+    assert Journal(path.with_name("other.sqlite")).signing_key() != key
