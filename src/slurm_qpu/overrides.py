@@ -31,11 +31,11 @@ def _choice(*allowed: str) -> Callable[[str], str | None]:
 
 def _seconds(low: int, high: int) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
-        try:
-            n = int(value)
-        except ValueError:
+        # plain ASCII digits: int() also takes " 60", "+60", "1_000" and other scripts'
+        # digits, which the value is passed on as and QRMI cannot parse
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
             return f"expected whole seconds between {low} and {high}"
-        return None if low <= n <= high else f"expected whole seconds between {low} and {high}"
+        return None
     return check
 
 
@@ -92,8 +92,11 @@ def sort_environment(qpus: Mapping[str, str], environ: Mapping[str, str]) -> Sor
     refused: list[str] = []
     for name, type_name in qpus.items():
         prefix = name + "_"
+        # with QPUs ibm and ibm_x, ibm_x_<KEY> is ibm_x's, not ibm's key x_<KEY>
+        longer = tuple(q + "_" for q in qpus if q != name and q.startswith(prefix))
         allowed = allowed_keys(type_name)
-        for var in sorted(v for v in environ if v.startswith(prefix)):
+        for var in sorted(v for v in environ
+                          if v.startswith(prefix) and not (longer and v.startswith(longer))):
             key = _current_key(type_name, var[len(prefix):])
             if key.startswith("QRMI_JOB_"):
                 continue  # the plugin's own contract variables, set in every task

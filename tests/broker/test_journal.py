@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,34 @@ def test_the_signing_key_is_made_once_and_kept_across_reopen(path: Path) -> None
     journal.close()
     assert Journal(path).signing_key() == key
     assert Journal(path.with_name("other.sqlite")).signing_key() != key
+
+
+def test_the_journal_is_readable_by_the_broker_only(path: Path) -> None:
+    # it holds the key every job token derives from
+    old = os.umask(0o022)
+    try:
+        journal = Journal(path)
+        journal.signing_key()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    wal = path.with_name(path.name + "-wal")
+    assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600
+    journal.close()
+
+
+def test_a_journal_readable_by_others_is_made_private_on_open(path: Path) -> None:
+    Journal(path).close()
+    path.chmod(0o644)
+    Journal(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_what_the_journal_says_and_what_the_lease_says_agree_on_release_errors(
+        path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    journal.set_state(lease, State.ACQUIRED, release_errors=["old"])
+    journal.set_state(lease, State.RELEASED, release_errors=[])
+    stored = journal.current(5)
+    assert stored is not None and stored.release_errors == lease.release_errors == []

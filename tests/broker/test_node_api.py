@@ -121,8 +121,10 @@ def test_releasing_a_job_without_a_lease_is_not_found(b: BrokerUnderTest) -> Non
 
 def test_the_lease_list_shows_active_leases_without_environment_or_secrets(
         start_broker: StartBroker, ledger: Path) -> None:
-    b = start_broker(sim_resources(ledger, sim_b={"ACQUIRE_ERROR": "no"}))
+    b = start_broker(sim_resources(ledger, sim_a={"API_KEY": "site-secret-value"},
+                                   sim_b={"ACQUIRE_ERROR": "no"}))
     acquired = b.acquire(5, "sim_a")
+    assert "site-secret-value" not in json.dumps(acquired)
     b.acquire(6, "sim_b")  # failed: not active
     b.acquire(7, "sim_a")
     b.node().release(7)
@@ -133,7 +135,7 @@ def test_the_lease_list_shows_active_leases_without_environment_or_secrets(
     token = acquired["env"]["sim_a_QRMI_JOB_ACQUISITION_TOKEN"]
     assert token in text  # the vendor's session id, which admins need
     job_token = b.service.job_token(b.service.journal.current(5))  # type: ignore[arg-type]
-    assert job_token not in text
+    assert job_token not in text and "site-secret-value" not in text
 
 
 def test_health_and_catalog_need_no_credential(b: BrokerUnderTest) -> None:
@@ -173,12 +175,15 @@ def test_an_oversized_node_request_is_refused(b: BrokerUnderTest) -> None:
 
 def test_each_lease_request_is_audited(b: BrokerUnderTest,
                                       caplog: pytest.LogCaptureFixture) -> None:
+    def audited() -> list[str]:
+        return sorted(r.getMessage() for r in caplog.records if r.name == "slurm_qpu.audit")
+
     with caplog.at_level(logging.INFO, "slurm_qpu.audit"):
+        httpx.get(f"{b.url}/v1/health")  # not a lease request: not audited
         b.acquire(5, "sim_a")
         b.node().release(5)
-        httpx.get(f"{b.url}/v1/health")
-        assert wait_for(lambda: len(caplog.records) >= 2)
-    lines = [r.getMessage() for r in caplog.records if r.name == "slurm_qpu.audit"]
+        assert wait_for(lambda: len(audited()) >= 2)  # written once the answer is sent
+    lines = audited()
     assert len(lines) == 2
-    assert lines[0].startswith('job=5 user=alice qpu=- route="POST /v1/leases/5" status=200 ')
-    assert lines[1].startswith('job=5 user=alice qpu=- route="DELETE /v1/leases/5" status=200 ')
+    assert lines[0].startswith('job=5 user=alice qpu=- route="DELETE /v1/leases/5" status=200 ')
+    assert lines[1].startswith('job=5 user=alice qpu=- route="POST /v1/leases/5" status=200 ')

@@ -9,6 +9,7 @@ half-way through still knows what to release when it starts again. A job that ru
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -87,17 +88,29 @@ class LeaseRecord:
         return next((h for h in self.held if h.name == name), None)
 
 
+def _private(path: str) -> None:
+    """The journal holds the key every job token derives from: readable by the broker's
+    user only, whatever the umask or directory (SQLite gives its -wal and -shm files the
+    database file's mode)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 class Journal:
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         self._lock = threading.RLock()
         try:
+            _private(self.path)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
         version = self._meta("schema_version")
         if version is None:
@@ -222,7 +235,8 @@ class Journal:
             db.execute("UPDATE leases SET state=?, error=COALESCE(?, error), released_at=?, "
                        "release_errors=? WHERE job_id=? AND gen=?",
                        (state.value, error, released_at,
-                        json.dumps(release_errors or lease.release_errors), lease.job_id,
+                        json.dumps(lease.release_errors if release_errors is None
+                                   else release_errors), lease.job_id,
                         lease.gen))
         lease.state, lease.released_at = state, released_at
         if error:

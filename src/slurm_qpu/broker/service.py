@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,22 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
+class _JobLock:
+    """One job's lock (threading.Lock cannot be weakly referenced)."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _JobLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class LeaseService:
     def __init__(self, journal: Journal, config: ConfigSource, *, public_url: str,
                  factory: ResourceFactory = default_factory, squeue: Squeue | None = None,
@@ -88,14 +105,17 @@ class LeaseService:
         self.release_retries = release_retries
         self.release_backoff = release_backoff
         self.tokens = TokenBook(journal.signing_key())
-        self._locks: dict[int, threading.Lock] = {}
+        # weakly held: a job's lock lives while a thread holds or awaits it, then goes
+        self._locks: weakref.WeakValueDictionary[int, _JobLock] = \
+            weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
 
-    def _job_lock(self, job_id: int) -> threading.Lock:
+    def _job_lock(self, job_id: int) -> _JobLock:
         with self._locks_guard:
-            if len(self._locks) > 10_000:  # forget idle locks now and then
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            return self._locks.setdefault(job_id, threading.Lock())
+            lock = self._locks.get(job_id)
+            if lock is None:
+                lock = self._locks[job_id] = _JobLock()
+            return lock
 
     # ------------------------------------------------------------------ acquire
 

@@ -462,6 +462,13 @@ class PasqalCloudView(View):
         if route in ("core-fast/api/v1/batches/cancel", "core-fast/api/v2/batches/cancel"):
             return deny("cancelling batches by list is not available through the broker; "
                         "cancel each batch")
+        if route in ("core-fast/api/v1/jobs", "core-fast/api/v2/jobs") and method == "GET":
+            # the SDK's get_batch lists the batch's jobs: only for the job's own batches
+            batches = [v for k, v in query_pairs(call.query) if k == "batch_id"]
+            if not batches or not all(job.owns(b) for b in batches):
+                return deny("a job may list the Pasqal jobs of its own batches only "
+                            "(batch_id=...)")
+            return Decision(on_response=lambda s, b: _only_own_batches(b, job))
         m = _BATCH_ID.match(route)
         if m:
             if not job.owns(m.group(1)):
@@ -473,6 +480,15 @@ class PasqalCloudView(View):
                 return deny(f"Pasqal job {m.group(1)} was not created by this Slurm job")
             return FORWARD
         return deny(f"{method} /{call.path} is not available to jobs through the broker")
+
+
+def _only_own_batches(body: bytes, job: JobSide) -> bytes:
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data["data"] = [j for j in data["data"]
+                        if isinstance(j, dict) and job.owns(str(j.get("batch_id")))]
+        return json.dumps(data).encode()
+    return body
 
 
 def _remember_batch(status: int, body: bytes, job: JobSide) -> bytes:

@@ -1,0 +1,157 @@
+"""The node side of the broker API (prolog/epilog): MUNGE per request, waiting for a
+restarting broker within a deadline, and the broker's refusals in its own words."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from slurm_qpu.broker.client import BrokerClient, BrokerError, munge_payload
+from slurm_qpu.vendor.munge import MungeError
+
+URL = "http://broker.test:8291"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class Node:
+    """A BrokerClient on a MockTransport, a fake MUNGE and a clock that moves with sleep."""
+
+    answers: list[Handler | Exception]
+    deadline: float = 60.0
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+    seen: list[httpx.Request] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(request)
+
+    def encode(self, payload: bytes) -> str:
+        self.payloads.append(payload)
+        return f"cred-{len(self.payloads)}"
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def client(self) -> BrokerClient:
+        return BrokerClient(URL, deadline=self.deadline, transport=httpx.MockTransport(self.handle),
+                            encode=self.encode, sleep=self.sleep, clock=lambda: self.now)
+
+
+def ok(body: object) -> Handler:
+    return lambda request: httpx.Response(200, json=body)
+
+
+def status(code: int, **kw: object) -> Handler:
+    return lambda request: httpx.Response(code, **kw)  # type: ignore[arg-type]
+
+
+DOWN = httpx.ConnectError("[Errno 111] Connection refused")
+
+
+def test_each_request_carries_a_fresh_munge_credential_bound_to_it() -> None:
+    node = Node([ok({"state": "acquired"})])
+    answer = node.client().acquire(5, qpus="a,b", user="alice", uid=1000, time_limit=600,
+                                   overrides='{"a":{}}')
+    assert answer == {"state": "acquired"}
+    (request,) = node.seen
+    assert (request.method, request.url.path) == ("POST", "/v1/leases/5")
+    assert request.headers["Authorization"] == "MUNGE cred-1"
+    body = json.loads(request.content)
+    assert body == {"qpus": "a,b", "user": "alice", "uid": 1000, "time_limit": 600,
+                    "overrides": '{"a":{}}'}
+    assert node.payloads == [munge_payload("POST", "/v1/leases/5", request.content)]
+
+
+def test_release_and_the_lease_list() -> None:
+    node = Node([ok({"state": "released"})])
+    assert node.client().release(5) == {"state": "released"}
+    node.answers = [ok([{"job_id": 6}])]
+    assert node.client().leases() == [{"job_id": 6}]
+    assert [(r.method, r.url.path, r.content) for r in node.seen] == [
+        ("DELETE", "/v1/leases/5", b""), ("GET", "/v1/leases", b"")]
+    assert node.payloads[0] == munge_payload("DELETE", "/v1/leases/5", b"")
+
+
+def test_a_broker_that_is_down_is_waited_for_and_then_answers() -> None:
+    node = Node([DOWN, DOWN, status(503), ok({"state": "acquired"})])
+    answer = node.client().acquire(5, qpus="a", user="alice", uid=1000)
+    assert answer == {"state": "acquired"}
+    assert node.sleeps == [0.5, 1.0, 2.0]
+    assert len(node.payloads) == 4  # a credential per attempt: MUNGE refuses replays
+
+
+def test_the_wait_for_the_broker_ends_at_the_deadline_with_the_url_and_what_to_check() -> None:
+    node = Node([DOWN], deadline=4.0)
+    with pytest.raises(BrokerError) as raised:
+        node.client().release(5)
+    assert str(raised.value) == (
+        f"the slurm-qpu broker at {URL} does not answer (ConnectError: [Errno 111] Connection "
+        "refused) after 4 s; is it running (systemctl status slurm-qpu-broker)?")
+    assert sum(node.sleeps) <= 4.0 and node.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_a_broker_answering_502_until_the_deadline_is_reported_with_the_status() -> None:
+    node = Node([status(502)], deadline=1.0)
+    with pytest.raises(BrokerError) as raised:
+        node.client().leases()
+    assert str(raised.value) == (
+        f"the slurm-qpu broker at {URL} does not answer (HTTP 502) after 1 s; is it running "
+        "(systemctl status slurm-qpu-broker)?")
+
+
+def test_a_timeout_without_a_message_is_named_by_its_type() -> None:
+    node = Node([httpx.ReadTimeout("")], deadline=0.1)
+    with pytest.raises(BrokerError) as raised:
+        node.client().leases()
+    assert "does not answer (ReadTimeout) after 0.1 s" in str(raised.value)
+
+
+@pytest.mark.parametrize("answer,message", [
+    (status(403, json={"message": "uid 1000 may not manage leases (allowed: 0)"}),
+     "uid 1000 may not manage leases (allowed: 0)"),
+    (status(404, json={"message": "job 5 has no lease"}), "job 5 has no lease"),
+    (status(400, text="not json at all\n"), "not json at all"),
+    (status(401), "401"),
+    (status(500, json={"message": "internal broker error: KeyError"}),
+     "internal broker error: KeyError"),
+], ids=["403", "404", "text", "empty", "500"])
+def test_a_refusal_is_reported_in_the_brokers_words_without_retrying(
+        answer: Handler, message: str) -> None:
+    node = Node([answer])
+    with pytest.raises(BrokerError) as raised:
+        node.client().release(5)
+    assert str(raised.value) == f"the slurm-qpu broker refused DELETE /v1/leases/5: {message}"
+    assert len(node.seen) == 1 and node.sleeps == []
+
+
+def test_no_munge_credential_means_no_request() -> None:
+    def no_munge(payload: bytes) -> str:
+        raise MungeError("munged is not running (socket /run/munge/munge.socket.2 missing)")
+
+    node = Node([ok({})])
+    client = node.client()
+    client.encode = no_munge
+    with pytest.raises(BrokerError) as raised:
+        client.release(5)
+    assert str(raised.value) == ("munged is not running (socket /run/munge/munge.socket.2 "
+                                 "missing) (the broker authenticates nodes with MUNGE)")
+    assert node.seen == []
+
+
+def test_the_credential_binds_method_path_and_body() -> None:
+    base = munge_payload("POST", "/v1/leases/5", b"{}")
+    assert base.startswith(b"slurm-qpu POST /v1/leases/5 ")
+    assert len({base, munge_payload("DELETE", "/v1/leases/5", b"{}"),
+                munge_payload("POST", "/v1/leases/6", b"{}"),
+                munge_payload("POST", "/v1/leases/5", b"{ }")}) == 4
