@@ -234,23 +234,26 @@ class IbmQuantumComputeView(_IamUpstreamMixin, View):
         return Decision(body=json.dumps(body).encode(), on_response=remember)
 
 
-def _only_backend(body: bytes, name: str) -> bytes:
+def _listed(body: bytes, key: str, keep: Callable[[dict[str, Any]], bool],
+            change: Callable[[dict[str, Any]], Any] = lambda item: item,
+            count: str | None = None) -> bytes:
+    """A vendor's JSON answer whose list ``key`` keeps only the items ``keep`` accepts (each
+    passed through ``change``; ``count`` names a total to correct). Anything else as is."""
     data = _json(body)
-    if isinstance(data, dict) and isinstance(data.get("devices"), list):
-        data["devices"] = [d for d in data["devices"]
-                           if isinstance(d, dict) and d.get("name") == name]
-        return json.dumps(data).encode()
-    return body
+    if not (isinstance(data, dict) and isinstance(data.get(key), list)):
+        return body
+    data[key] = [change(item) for item in data[key] if isinstance(item, dict) and keep(item)]
+    if count:
+        data[count] = len(data[key])
+    return json.dumps(data).encode()
+
+
+def _only_backend(body: bytes, name: str) -> bytes:
+    return _listed(body, "devices", lambda d: d.get("name") == name)
 
 
 def _only_jobs(body: bytes, job: JobSide) -> bytes:
-    data = _json(body)
-    if isinstance(data, dict) and isinstance(data.get("jobs"), list):
-        data["jobs"] = [j for j in data["jobs"]
-                        if isinstance(j, dict) and job.owns(str(j.get("id")))]
-        data["count"] = len(data["jobs"])
-        return json.dumps(data).encode()
-    return body
+    return _listed(body, "jobs", lambda j: job.owns(str(j.get("id"))), count="count")
 
 
 QS = "QRMI_IBM_QS_"
@@ -395,11 +398,7 @@ def _unsigned(job: Any) -> Any:
 
 
 def _only_qs_jobs(body: bytes, job: JobSide) -> bytes:
-    data = _json(body)
-    if isinstance(data, dict) and isinstance(data.get("jobs"), list):
-        data["jobs"] = [_unsigned(j) for j in data["jobs"]
-                        if isinstance(j, dict) and job.owns(str(j.get("id")))]
-    return _json_out(data, body)
+    return _listed(body, "jobs", lambda j: job.owns(str(j.get("id"))), _unsigned)
 
 
 def _json_out(data: Any, original: bytes) -> bytes:
@@ -407,12 +406,7 @@ def _json_out(data: Any, original: bytes) -> bytes:
 
 
 def _only_qs_backend(body: bytes, name: str) -> bytes:
-    data = _json(body)
-    if isinstance(data, dict) and isinstance(data.get("backends"), list):
-        data["backends"] = [b for b in data["backends"]
-                            if isinstance(b, dict) and b.get("name") == name]
-        return json.dumps(data).encode()
-    return body
+    return _listed(body, "backends", lambda b: b.get("name") == name)
 
 
 # ------------------------------------------------------------------------- Pasqal Cloud
@@ -483,12 +477,7 @@ class PasqalCloudView(View):
 
 
 def _only_own_batches(body: bytes, job: JobSide) -> bytes:
-    data = _json(body)
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data["data"] = [j for j in data["data"]
-                        if isinstance(j, dict) and job.owns(str(j.get("batch_id")))]
-        return json.dumps(data).encode()
-    return body
+    return _listed(body, "data", lambda j: job.owns(str(j.get("batch_id"))))
 
 
 def _remember_batch(status: int, body: bytes, job: JobSide) -> bytes:
