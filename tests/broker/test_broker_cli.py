@@ -1,0 +1,98 @@
+"""`slurm-qpu broker`: it refuses to start with its secrets readable by others."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slurm_qpu.cli import main
+
+CONFIG = {"resources": [{"name": "sim_a", "type": "local-simulator",
+                         "environment": {"QRMI_LOCAL_SIM_API_KEY": "k-123456"}}]}
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """The broker sets up the process's logging; give pytest's back afterwards."""
+    root, audit = logging.getLogger(), logging.getLogger("slurm_qpu.audit")
+    saved = (root.handlers[:], root.level, audit.handlers[:], audit.propagate)
+    yield
+    root.handlers[:], root.level, audit.handlers[:], audit.propagate = saved
+
+
+def write_config(tmp_path: Path, mode: int) -> Path:
+    path = tmp_path / "qrmi_config.json"
+    path.write_text(json.dumps(CONFIG))
+    path.chmod(mode)
+    return path
+
+
+def run(tmp_path: Path, config: Path, *extra: str) -> int:
+    return main(["broker", "--config", str(config), "--journal",
+                 str(tmp_path / "j" / "journal.sqlite"), "--port", "0", *extra])
+
+
+def test_broker_refuses_to_start_with_a_config_readable_by_others(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, 0o644)
+    assert run(tmp_path, config) == 1
+    assert capsys.readouterr().err == (
+        f"slurm-qpu broker: {config} is readable or writable by others (mode 644) and holds "
+        f"QPU credentials; run: chmod 600 {config}\n")
+    assert not (tmp_path / "j").exists()  # refused before touching anything
+
+
+def test_broker_refuses_a_config_owned_by_another_user(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, 0o600)
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away")
+    os.chown(config, 12345, -1)
+    assert run(tmp_path, config) == 1
+    assert capsys.readouterr().err == (
+        f"slurm-qpu broker: {config} belongs to uid 12345, not to the broker's user (uid 0); "
+        "chown it to the broker's user\n")
+
+
+def test_broker_says_when_the_config_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, tmp_path / "none.json") == 1
+    assert capsys.readouterr().err == (
+        f"slurm-qpu broker: cannot read the QPU config {tmp_path / 'none.json'}: "
+        "No such file or directory\n")
+
+
+def test_broker_reports_a_malformed_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "qrmi_config.json"
+    config.write_text('{"resources": [{"name": "bad-name", "type": "local-simulator"}]}')
+    config.chmod(0o600)
+    assert run(tmp_path, config) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("slurm-qpu broker: ") and "bad-name" in err
+
+
+def test_broker_refuses_a_journal_from_a_newer_slurm_qpu(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    journal = tmp_path / "j" / "journal.sqlite"
+    journal.parent.mkdir()
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+    assert run(tmp_path, write_config(tmp_path, 0o600)) == 1
+    assert "has schema version 99, newer than this slurm-qpu understands" in \
+        capsys.readouterr().err
+
+
+def test_broker_help_explains_broker_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["broker", "--help"])
+    out = capsys.readouterr().out
+    assert "broker=URL" in out and "chmod 600" in out
