@@ -258,17 +258,27 @@ def _release(lease: Lease, job: JobFacts, settings: PluginSettings, factory: Res
                   "recorded in the lease", job.job_id, exc)
         config = None
     for held in lease.resources:
-        rdef = (config.get(held.name) if config else None) or ResourceDef(
-            name=held.name, type=held.type)
-        for attempt in range(1, retries + 1):
-            try:
-                factory(_spec(rdef, job, None)).release(held.token)
-                break
-            except Exception as exc:
-                if attempt == retries:
-                    msg = (f"cannot release QPU {held.name} (token {held.token}) after "
-                           f"{retries} attempts: {_describe(exc)}")
-                    lease.release_errors.append(msg)
-                    log.error("job %s: %s", job.job_id, msg)
-                else:
-                    time.sleep(backoff * attempt)
+        failure = release_with_retries(config, held.name, held.type, held.token, job,
+                                       factory, retries, backoff)
+        if failure is not None:
+            msg = (f"cannot release QPU {held.name} (token {held.token}) after "
+                   f"{retries} attempts: {_describe(failure)}")
+            lease.release_errors.append(msg)
+            log.error("job %s: %s", job.job_id, msg)
+
+
+def release_with_retries(config: QrmiConfig | None, name: str, type_name: str, token: str,
+                         job: JobFacts, factory: ResourceFactory, retries: int,
+                         backoff: float) -> Exception | None:
+    """Release one QPU (with its config settings, else just the type recorded at acquire),
+    trying ``retries`` times; None when released, else the last attempt's error."""
+    rdef = (config.get(name) if config else None) or ResourceDef(name=name, type=type_name)
+    for attempt in range(1, retries + 1):
+        try:
+            factory(_spec(rdef, job, None)).release(token)
+            return None
+        except Exception as exc:
+            if attempt == retries:
+                return exc
+            time.sleep(backoff * attempt)
+    return None

@@ -28,9 +28,9 @@ from slurm_qpu.lifecycle import (
     JobFacts,
     ResourceFactory,
     _describe,
-    _spec,
     acquire_all,
     default_factory,
+    release_with_retries,
 )
 from slurm_qpu.names import RequestError, check_known, parse_request
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
@@ -216,19 +216,11 @@ class LeaseService:
         for held in lease.held:
             if held.released_at is not None:
                 continue
-            rdef = (config.get(held.name) if config else None) or ResourceDef(
-                name=held.name, type=held.type)
-            error = None
-            for attempt in range(1, self.release_retries + 1):
-                try:
-                    self.factory(_spec(rdef, facts, None)).release(held.token)
-                    error = None
-                    break
-                except Exception as exc:
-                    error = (f"cannot release QPU {held.name} (token {held.token}): "
-                             f"{_describe(exc)}")
-                    if attempt < self.release_retries:
-                        time.sleep(self.release_backoff * attempt)
+            failure = release_with_retries(config, held.name, held.type, held.token, facts,
+                                           self.factory, self.release_retries,
+                                           self.release_backoff)
+            error = None if failure is None else \
+                f"cannot release QPU {held.name} (token {held.token}): {_describe(failure)}"
             if error:
                 log.error("job %s: %s", lease.job_id, error)
                 errors.append(error)
