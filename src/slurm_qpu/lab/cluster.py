@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,22 +234,33 @@ class Lab:
 
     def _start_emulator(self) -> None:
         host, port = self.emulator_url.removeprefix("http://").split(":")
-        log = self.log("emulator.log").open("ab")
-        proc = subprocess.Popen(
-            [str(self.prefix / "bin" / "slurm-qpu"), "emulator", "--host", host, "--port", port],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        (self.root / "run" / "emulator.pid").write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + 60
+
+        def listens() -> None:
+            with socket.create_connection((host, int(port)), timeout=1):
+                pass
+
+        self._spawn("emulator", "the QPU emulator", ["emulator", "--host", host, "--port", port],
+                    listens, timeout=60)
+
+    def _spawn(self, name: str, what: str, args: list[str], ready: Callable[[], None],
+               timeout: float, env: dict[str, str] | None = None) -> None:
+        """Run ``slurm-qpu ARGS`` in the background (log/<name>.log, run/<name>.pid) and
+        wait until ``ready()`` stops raising OSError."""
+        log = self.log(f"{name}.log").open("ab")
+        proc = subprocess.Popen([str(self.prefix / "bin" / "slurm-qpu"), *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        (self.root / "run" / f"{name}.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LabError("the QPU emulator exited:\n" + self.tail_logs())
+                raise LabError(f"{what} exited:\n" + self.tail_logs())
             try:
-                with socket.create_connection((host, int(port)), timeout=1):
-                    return
+                ready()
+                return
             except OSError:
-                time.sleep(0.2)
-        raise LabError("the QPU emulator does not listen after 60 s:\n" + self.tail_logs())
+                time.sleep(0.1)
+        raise LabError(f"{what} does not answer after {timeout:.0f} s:\n" + self.tail_logs())
 
     def _with_ledgers(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Point every simulated QPU's vendor ledger into the lab (one "vendor" for all
@@ -300,26 +312,17 @@ class Lab:
         self.stop_broker()
         host, port = self.broker_url.removeprefix("http://").split(":")
         self.broker_journal.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log = self.log("broker.log").open("ab")
-        proc = subprocess.Popen(
-            [str(self.prefix / "bin" / "slurm-qpu"), "broker", "--config", str(self.qrmi_config),
-             "--host", host, "--port", port, "--public-url", self.broker_url,
-             "--journal", str(self.broker_journal),
-             "--audit-log", str(self.log("broker-audit.log")), "--reap-interval", "2",
-             "--log-level", "debug", *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env(),
-            start_new_session=True)
-        (self.root / "run" / "broker.pid").write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LabError("the broker exited:\n" + self.tail_logs())
-            try:
-                with urllib.request.urlopen(f"{self.broker_url}/v1/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise LabError("the broker does not answer after 30 s:\n" + self.tail_logs())
+
+        def healthy() -> None:
+            with urllib.request.urlopen(f"{self.broker_url}/v1/health", timeout=1):
+                pass
+
+        self._spawn("broker", "the broker",
+                    ["broker", "--config", str(self.qrmi_config), "--host", host, "--port", port,
+                     "--public-url", self.broker_url, "--journal", str(self.broker_journal),
+                     "--audit-log", str(self.log("broker-audit.log")), "--reap-interval", "2",
+                     "--log-level", "debug", *args],
+                    healthy, timeout=30, env=self.env())
 
     def stop_broker(self, kill: bool = False) -> None:
         """Stop the broker (``kill``: SIGKILL, as a crash would)."""
