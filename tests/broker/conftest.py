@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from harness import StartBroker, broker_starter
+
+if TYPE_CHECKING:
+    from slurm_qpu.emulator import Emulator
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """The vendors behind the broker: one emulator per test module, jobs done in 0.2 s."""
+    from slurm_qpu.emulator import Emulator, EmulatorConfig
+
+    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
+    emulator.start()
+    yield emulator
+    emulator.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,8 @@ from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import SamplerV2
 
 from slurm_qpu import client
-from slurm_qpu.emulator import Emulator, EmulatorConfig
+from slurm_qpu.emulator import Emulator
 from slurm_qpu.redact import is_secret_key
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,19 +17,11 @@ import pytest
 from harness import Answer, BrokerUnderTest, StartBroker, bearer, raw, wait_for
 
 from slurm_qpu.broker.server import Limits
-from slurm_qpu.emulator import Emulator, EmulatorConfig
+from slurm_qpu.emulator import Emulator
 
 QPU, OTHER = "ibm_manila", "ibm_brisbane"
 EXPIRED = ("missing, unknown or expired job token (a job's token stops working when the job "
            "ends)")
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emulator = Emulator(EmulatorConfig(job_seconds=0.1))
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @dataclass

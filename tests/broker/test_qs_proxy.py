@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from slurm_qpu import client
 from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.server import Limits
 from slurm_qpu.broker.views import IbmQuantumSystemView
-from slurm_qpu.emulator import Emulator, EmulatorConfig, Fault
+from slurm_qpu.emulator import Emulator, Fault
 from slurm_qpu.resources.base import QiskitPrimitive, TaskStatus
 from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError
 from slurm_qpu.vendor.s3 import S3Client, S3Credentials, authorization, presign
@@ -41,14 +40,6 @@ REGION = "us-east-1"
 QASM = ('OPENQASM 3.0; include "stdgates.inc"; bit[2] meas; rz(pi/2) $0; sx $0; rz(pi/2) $0; '
         "x $1; meas[0] = measure $0; meas[1] = measure $1;")
 SAMPLER = {"pubs": [[QASM, None, 64]], "version": 2, "support_qiskit": False}
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
