@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu.lab.cluster import Lab, LabError
+from slurm_qpu.lab.docker_cluster import NODES, ClusterError, DockerCluster
 
 DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo-job.sh"
 
 
-def vendor_view(lab: Lab, job_requests: list[dict[str, Any]]) -> list[str]:
+def vendor_view(job_requests: list[dict[str, Any]]) -> list[str]:
     """The emulator's request log, reduced to what a vendor's dashboard would show."""
     interesting = ("/sessions", "/jobs")
     lines = []
@@ -42,7 +43,7 @@ def demo(lab: Lab) -> int:
     print(f"job {job_id}: {state}\n--- output ({lab.jobs_dir}/demo-{job_id}.out)")
     print((lab.jobs_dir / f"demo-{job_id}.out").read_text().rstrip())
     print(f"--- what the vendor (the emulator at {lab.emulator_url}) saw")
-    for line in vendor_view(lab, _emulator_log(lab)[seen:]):
+    for line in vendor_view(_emulator_log(lab)[seen:]):
         print(line)
     if lab.broker:
         audit = lab.log("broker-audit.log")
@@ -63,11 +64,66 @@ def demo(lab: Lab) -> int:
     return 0 if state == "COMPLETED" else 1
 
 
+def docker_demo(cluster: DockerCluster) -> int:
+    cluster.up()
+    script = (cluster.source / "examples" / "demo-job.sh").read_text()
+    print(f"\n$ sbatch demo-job.sh   (as alice on the login node; the script asks "
+          f"--qpu=ibm_manila)")
+    seen = len(cluster.emulator_requests())
+    job_id = cluster.sbatch(script, "-o", "demo-%j.out")
+    state = cluster.wait_job(job_id)
+    out = cluster.home / "alice" / f"demo-{job_id}.out"
+    print(f"job {job_id}: {state}\n--- output (/home/alice/demo-{job_id}.out on the login "
+          "node)")
+    print(out.read_text().rstrip() if out.exists() else "(no output file)")
+    print("--- what the vendor (the emulator container) saw")
+    for line in vendor_view(cluster.emulator_requests()[seen:]):
+        print(line)
+    audit = cluster.log_dir("broker") / "broker-audit.log"
+    lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
+             if f"job={job_id} " in ln] if audit.exists() else []
+    print(f"--- the broker's audit log: {len(lines)} request(s) of job {job_id}, e.g.")
+    for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
+        print(line)
+    print(textwrap.dedent(f"""
+        The cluster is still running (containers slurm-qpu-*). Log into the login node:
+          docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l
+          sbatch --qpu=ibm_manila --wrap 'env | grep QRMI'; squeue; sacct
+          examples: /home/alice is shared with the compute nodes; copy examples/ there
+        Logs of every node: {cluster.root / 'log'}
+        Stop it with: make cluster-down"""))
+    if state != "COMPLETED":
+        print(cluster.collect_logs(), file=sys.stderr)
+    return 0 if state == "COMPLETED" else 1
+
+
+def docker_main(action: str) -> int:
+    cluster = DockerCluster()
+    try:
+        if action == "cluster-up":
+            cluster.up()
+            print(f"cluster up: {', '.join(n.name for n in NODES)} "
+                  f"({', '.join(f'{k} {v:.0f} s' for k, v in cluster.timings.items())}); "
+                  "docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l")
+            return 0
+        if action == "cluster-down":
+            cluster.down()
+            return 0
+        return docker_demo(cluster)
+    except ClusterError as exc:
+        print(f"cluster: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slurm_qpu.lab",
                                      description="A real Slurm cluster on this machine with "
                                                  "slurm-qpu installed (root).")
-    parser.add_argument("action", choices=["up", "down", "demo"])
+    parser.add_argument("action", choices=["up", "down", "demo", "cluster-up", "cluster-down"],
+                        help="up/down/demo: the lab on this machine; cluster-up/cluster-down: "
+                             "the docker cluster (docker/)")
+    parser.add_argument("--cluster", choices=["lab", "docker"], default="lab",
+                        help="demo on the lab (default) or on the docker cluster")
     parser.add_argument("--lab", default="/tmp/slurm-qpu-lab", help="lab directory")
     parser.add_argument("--source", help="slurm-qpu checkout to install from")
     parser.add_argument("--nodes", type=int, default=2)
@@ -76,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="broker: credentials stay with `slurm-qpu broker` (production "
                              "default); direct: QRMI's behaviour, secrets reach jobs")
     args = parser.parse_args(argv)
+    if args.action.startswith("cluster-") or args.cluster == "docker":
+        return docker_main(args.action)
     lab = Lab(Path(args.lab), Path(args.source) if args.source else None, args.nodes,
               args.slot, broker=args.mode == "broker")
     try:
