@@ -17,7 +17,7 @@ EXTRAS        ?=
 PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
 .PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
-        demo lab-up lab-down clean
+        test-cluster demo lab-up lab-down cluster-up cluster-down clean
 
 help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
@@ -27,6 +27,10 @@ help:
 	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
 	@echo "make lab-up      start munge, slurmctld and two slurmd with the plugin (writes lab.env)"
 	@echo "make lab-down    stop the lab"
+	@echo "make demo CLUSTER=docker   the demo on the docker multi-node cluster"
+	@echo "make cluster-up  docker cluster: login, controller+slurmdbd, MariaDB, c1 c2 q1,"
+	@echo "                 broker, emulator (installs docker.io and starts dockerd if need be)"
+	@echo "make cluster-down  remove the cluster's containers (images stay cached)"
 
 deps:
 	@tools/install-deps.sh
@@ -72,7 +76,12 @@ test-chroot: $(PY_DEV)
 	tools/install-deps.sh debootstrap
 	tools/pytest-strict $(PY_DEV) -m chroot tests/chroot $(PYTEST_ARGS)
 
-test: lint test-unit test-slurm test-chroot
+# the docker multi-node cluster (docker/): the tutorial's scenarios end to end
+test-cluster: $(PY_DEV) shim
+	tools/install-deps.sh debootstrap
+	tools/pytest-strict $(PY_DEV) -m cluster tests/cluster $(PYTEST_ARGS)
+
+test: lint test-unit test-slurm test-chroot test-cluster
 
 lab-up: $(PY_DEV) shim
 	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
@@ -81,8 +90,21 @@ lab-up: $(PY_DEV) shim
 lab-down: $(PY_DEV)
 	$(PY_DEV) -m slurm_qpu.lab down --lab $(LAB)
 
+# CLUSTER=docker: the same demo on the docker multi-node cluster
 demo: $(PY_DEV) shim
+ifeq ($(CLUSTER),docker)
+	tools/install-deps.sh debootstrap
+	$(PY_DEV) -m slurm_qpu.lab demo --cluster docker
+else
 	$(PY_DEV) -m slurm_qpu.lab demo --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
+endif
+
+cluster-up: $(PY_DEV) shim
+	tools/install-deps.sh debootstrap
+	$(PY_DEV) -m slurm_qpu.lab cluster-up
+
+cluster-down: $(PY_DEV)
+	$(PY_DEV) -m slurm_qpu.lab cluster-down
 
 clean:
 	$(MAKE) -C shim clean

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from conftest import LabFixture
-from emulator_admin import EmulatorAdmin
 from test_vendor_jobs import SAMPLER, marker
 
+from slurm_qpu.emulator.admin import EmulatorAdmin
 from slurm_qpu.redact import is_secret_key
 
 QPU = "ibm_manila"

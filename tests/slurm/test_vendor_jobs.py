@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, JobRun, LabFixture
-from emulator_admin import EmulatorAdmin
+
+from slurm_qpu.emulator.admin import EmulatorAdmin
 
 QPU = "ibm_manila"
 

@@ -67,8 +67,8 @@ def demo(lab: Lab) -> int:
 def docker_demo(cluster: DockerCluster) -> int:
     cluster.up()
     script = (cluster.source / "examples" / "demo-job.sh").read_text()
-    print(f"\n$ sbatch demo-job.sh   (as alice on the login node; the script asks "
-          f"--qpu=ibm_manila)")
+    print("\n$ sbatch demo-job.sh   (as alice on the login node; the script asks "
+          "--qpu=ibm_manila)")
     seen = len(cluster.emulator_requests())
     job_id = cluster.sbatch(script, "-o", "demo-%j.out")
     state = cluster.wait_job(job_id)

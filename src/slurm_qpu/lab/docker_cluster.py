@@ -19,6 +19,7 @@ layer cache. Configuration is in ``docker/`` as an admin would write it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -274,9 +276,9 @@ class DockerCluster:
         started = time.monotonic()
         self.build()
         self.down(quiet=True)
-        for d in ("log", "secrets"):
+        # a new cluster numbers its jobs from 1 again: nothing of the last one may remain
+        for d in ("log", "secrets", "home", "broker-state"):
             shutil.rmtree(self.root / d, ignore_errors=True)
-        shutil.rmtree(self.broker_state, ignore_errors=True)
         self.broker_state.mkdir(parents=True)
         secrets = self.root / "secrets"
         secrets.mkdir(mode=0o700)
@@ -291,7 +293,7 @@ class DockerCluster:
             self.log_dir(node.name).mkdir(parents=True, exist_ok=True)
             self._run_container(node)
             if node.role in ("mariadb", "controller"):
-                self._wait(f"{node.name} up", lambda n=node: self._daemon_ready(n), 180)
+                self._wait(f"{node.name} up", partial(self._daemon_ready, node), 180)
         try:
             self.wait_healthy()
         except ClusterError as exc:
@@ -390,10 +392,8 @@ class DockerCluster:
 
         for c in self.client.containers.list(all=True, filters={"label": "slurm-qpu-cluster"}):
             c.remove(force=True)
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self.client.networks.get(NETWORK).remove()
-        except docker.errors.NotFound:
-            pass
         if not quiet:
             self.say("cluster down (images kept; logs in " f"{self.root / 'log'})")
 
@@ -403,8 +403,9 @@ class DockerCluster:
         """Run ``command`` with bash on ``node`` (a login shell with ``login``)."""
         c = self.client.containers.get(f"slurm-qpu-{node}")
         argv = ["bash", "-lc" if login else "-c", command]
-        rc, out = c.exec_run(argv, user=user, workdir=workdir, demux=False)
-        return Result(int(rc), (out or b"").decode(errors="replace"))
+        rc, out = c.exec_run(argv, user=user, workdir=workdir, demux=False, stream=False)
+        assert isinstance(out, bytes | None)
+        return Result(-1 if rc is None else int(rc), (out or b"").decode(errors="replace"))
 
     def as_user(self, command: str, user: str = "alice", node: str = "login") -> Result:
         """A user's login shell on the login node, in their (shared) home directory."""

@@ -1,4 +1,5 @@
-"""The vendor's view of the lab's emulated QPUs, as an admin with the API key sees it."""
+"""The vendor's view of emulated QPUs, as an admin with the API key sees it, and the emulator's
+control endpoints (faults, maintenance, job duration): for tests and the demos."""
 
 from __future__ import annotations
 
