@@ -66,6 +66,7 @@ def demo(lab: Lab) -> int:
 
 def docker_demo(cluster: DockerCluster) -> int:
     cluster.up()
+    print("cluster up: " + ", ".join(f"{k} {v:.0f} s" for k, v in cluster.timings.items()))
     script = (cluster.source / "examples" / "demo-job.sh").read_text()
     print("\n$ sbatch demo-job.sh   (as alice on the login node; the script asks "
           "--qpu=ibm_manila)")
@@ -103,8 +104,8 @@ def docker_main(action: str) -> int:
         if action == "cluster-up":
             cluster.up()
             print(f"cluster up: {', '.join(n.name for n in NODES)} "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in cluster.timings.items())}); "
-                  "docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l")
+                  f"({', '.join(f'{k} {v:.0f} s' for k, v in cluster.timings.items())})\n"
+                  "log in: docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l")
             return 0
         if action == "cluster-down":
             cluster.down()

@@ -141,19 +141,42 @@ class DockerCluster:
 
     # ----------------------------------------------------------------- images
     def base_image(self) -> str:
-        """The Debian base, imported from a debootstrap root file system (cached by its
-        package list and mirror)."""
-        mirror = debian_mirror()
-        key = hashlib.sha256(f"{SUITE} {mirror} {' '.join(BASE_PACKAGES)}".encode())
-        tag = f"{BASE_REPO}:{SUITE}-{key.hexdigest()[:12]}"
+        """The Debian base with every package the cluster needs, cached under a tag made of
+        its package list: built on ``debian:bookworm`` when a registry answers, else
+        imported from a debootstrap root file system."""
         import docker
 
+        key = hashlib.sha256(f"{SUITE} {' '.join(BASE_PACKAGES)}".encode())
+        tag = f"{BASE_REPO}:{SUITE}-{key.hexdigest()[:12]}"
         try:
             self.client.images.get(tag)
             return tag
         except docker.errors.ImageNotFound:
             pass
         started = time.monotonic()
+        try:
+            self.client.images.pull("debian", SUITE)
+        except docker.errors.DockerException as exc:
+            self.say(f"no registry answers ({str(exc).splitlines()[0][:120]}); "
+                     "importing a debootstrap root file system instead")
+            self._import_debootstrap(tag)
+        else:
+            self._build_on_registry_base(tag)
+        self.timings["base image"] = time.monotonic() - started
+        return tag
+
+    def _build_on_registry_base(self, tag: str) -> None:
+        self.say(f"docker build {tag} FROM debian:{SUITE} (apt inside the build)")
+        try:
+            self.client.images.build(
+                path=str(self.source / "docker" / "base"), tag=tag, rm=True, forcerm=True,
+                buildargs={"SUITE": SUITE, "PACKAGES": " ".join(BASE_PACKAGES)})
+        except Exception as exc:  # BuildError carries the build log
+            raise ClusterError(f"docker build of the base failed: {exc}\n"
+                               + _build_log(exc)) from exc
+
+    def _import_debootstrap(self, tag: str) -> None:
+        mirror = debian_mirror()
         rootfs = CACHE / f"docker-{SUITE}.partial"
         shutil.rmtree(rootfs, ignore_errors=True)
         rootfs.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +191,7 @@ class DockerCluster:
         if proc.returncode != 0:
             raise ClusterError(f"debootstrap failed; see {log}:\n"
                                + log.read_text(errors="replace")[-3000:])
-        # no daemon may start inside the image build; apt caches are dead weight
+        # apt's downloaded packages and lists are dead weight in an image
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for p in (rootfs / junk).glob("*"):
                 if p.is_file():
@@ -177,13 +200,12 @@ class DockerCluster:
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
                                stdout=subprocess.PIPE)
         assert tar.stdout is not None
-        self.client.api.import_image(src=tar.stdout, repository=tag.split(":")[0],
-                                     tag=tag.split(":")[1], stream_src=True)
+        repository, version = tag.split(":")
+        self.client.api.import_image(src=tar.stdout, repository=repository, tag=version,
+                                     stream_src=True)
         if tar.wait() != 0:
             raise ClusterError("tar of the debootstrap root file system failed")
         shutil.rmtree(rootfs, ignore_errors=True)
-        self.timings["base image"] = time.monotonic() - started
-        return tag
 
     def _pip(self) -> str:
         dev = self.source / ".venv" / "bin" / "python"
@@ -246,8 +268,7 @@ class DockerCluster:
             self.client.images.build(path=str(ctx), tag=IMAGE, buildargs={"BASE": base},
                                      rm=True, forcerm=True)
         except Exception as exc:  # BuildError carries the build log
-            log = "".join(str(c.get("stream", c)) for c in getattr(exc, "build_log", []))
-            raise ClusterError(f"docker build failed: {exc}\n{log[-4000:]}") from exc
+            raise ClusterError(f"docker build failed: {exc}\n{_build_log(exc)}") from exc
         self.timings["build"] = time.monotonic() - started
 
     def qpu_config(self) -> dict[str, Any]:
@@ -468,3 +489,8 @@ class DockerCluster:
                 parts.append(f"===== {node.name}: no container ({exc})")
         return "\n".join(parts)
 
+
+def _build_log(exc: Exception) -> str:
+    """The end of a failed build's log (``docker.errors.BuildError.build_log``)."""
+    log = "".join(str(c.get("stream", c)) for c in getattr(exc, "build_log", []))
+    return log[-4000:]
