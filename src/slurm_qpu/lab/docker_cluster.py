@@ -122,6 +122,8 @@ class DockerCluster:
         if shutil.which("dockerd") is None:
             self.say("installing docker.io (apt)")
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.run(["apt-get", "update", "-qq"], check=False, env=env,
+                           stdout=subprocess.DEVNULL)
             subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                             "docker.io"], check=True, env=env, stdout=subprocess.DEVNULL)
         self.root.mkdir(parents=True, exist_ok=True)
