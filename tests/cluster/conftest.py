@@ -18,6 +18,7 @@ from slurm_qpu.emulator.admin import EmulatorAdmin
 from slurm_qpu.lab.docker_cluster import EMULATOR_PORT, DockerCluster
 
 _cluster: DockerCluster | None = None
+_timings: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def cluster() -> Iterator[DockerCluster]:
         pytest.fail("the cluster tier needs root (dockerd, debootstrap)")
     c = DockerCluster()
     c.up()
-    print(f"\ncluster timings: {c.timings}")
+    _timings.update(c.timings)
     _cluster = c
     yield c
     _cluster = None
@@ -62,3 +63,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.timeout(900))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How long the cluster took to come up (cold: base image and wheels built; warm: all
+    cached), in every run's summary."""
+    if _timings:
+        terminalreporter.write_line("cluster set-up: " + ", ".join(
+            f"{k} {v:.0f} s" for k, v in _timings.items()))

@@ -101,13 +101,13 @@ def docker_demo(cluster: DockerCluster) -> int:
 def docker_main(action: str) -> int:
     cluster = DockerCluster()
     try:
-        if action == "cluster-up":
+        if action in ("up", "cluster-up"):
             cluster.up()
             print(f"cluster up: {', '.join(n.name for n in NODES)} "
                   f"({', '.join(f'{k} {v:.0f} s' for k, v in cluster.timings.items())})\n"
                   "log in: docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l")
             return 0
-        if action == "cluster-down":
+        if action in ("down", "cluster-down"):
             cluster.down()
             return 0
         return docker_demo(cluster)
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="up/down/demo: the lab on this machine; cluster-up/cluster-down: "
                              "the docker cluster (docker/)")
     parser.add_argument("--cluster", choices=["lab", "docker"], default="lab",
-                        help="demo on the lab (default) or on the docker cluster")
+                        help="the lab on this machine (default) or the docker cluster "
+                             "(up/down/demo --cluster docker = cluster-up/cluster-down/...)")
     parser.add_argument("--lab", default="/tmp/slurm-qpu-lab", help="lab directory")
     parser.add_argument("--source", help="slurm-qpu checkout to install from")
     parser.add_argument("--nodes", type=int, default=2)
