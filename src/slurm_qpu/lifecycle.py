@@ -57,7 +57,12 @@ class JobFacts:
 
 
 class AcquisitionFailed(Exception):
-    pass
+    """Acquiring ``qpu`` failed (the vendor's error is the ``__cause__``)."""
+
+    def __init__(self, message: str, qpu: str | None = None, qpu_type: str | None = None):
+        super().__init__(message)
+        self.qpu = qpu
+        self.qpu_type = qpu_type
 
 
 def _describe(exc: BaseException) -> str:
@@ -103,7 +108,8 @@ def acquire_all(
                 except Exception as rexc:
                     log.error("job %s: rollback release of %s failed: %s", job.job_id,
                               acq.resource.name, _describe(rexc))
-            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {_describe(exc)}") from exc
+            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {_describe(exc)}",
+                                    rdef.name, rdef.current_type) from exc
         log.debug("job %s: acquired %s", job.job_id, rdef.name)
         done.append((resource, Acquired(rdef, token)))
         if on_acquired is not None:

@@ -2,6 +2,7 @@
 
     GET    /v1/health                 no authentication
     GET    /v1/catalog                QPU names and types (no secrets), no authentication
+    GET    /metrics                   Prometheus metrics (no job ids, no secrets), no auth.
     POST   /v1/leases/<job>           prolog: acquire (idempotent)            MUNGE, root
     DELETE /v1/leases/<job>           epilog: release (idempotent)            MUNGE, root
     GET    /v1/leases                 admins: active leases                   MUNGE, root
@@ -363,6 +364,11 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                     ex.error(500, f"internal broker error: {type(exc).__name__}")
                 self.close_connection = True
             finally:
+                if path.startswith("/p/"):
+                    service.metrics.proxy_requests.inc(qpu=str(who["qpu"]),
+                                                       status=str(ex.status or "-"))
+                    service.metrics.proxy_seconds.observe(time.monotonic() - ex.started,
+                                                          qpu=str(who["qpu"]))
                 if path.startswith("/p/") or path.startswith("/v1/leases"):
                     audit.info("job=%s user=%s qpu=%s route=\"%s %s\" status=%s bytes_in=%d "
                                "bytes_out=%d ms=%.1f", who["job"], who["user"], who["qpu"],
@@ -394,6 +400,10 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 ex.send(200, json.dumps({"status": "ok",
                                          "active_leases": len(service.journal.active())}
                                         ).encode())
+                return
+            if path == "/metrics" and self.command == "GET":
+                ex.send(200, service.metrics.render().encode(),
+                        content_type="text/plain; version=0.0.4; charset=utf-8")
                 return
             if path == "/v1/catalog" and self.command == "GET":
                 config = service.config.get()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from slurm_qpu import envcontract, overrides
 from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
+from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.broker.views import view_for
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
@@ -105,6 +106,7 @@ class LeaseService:
         self.release_retries = release_retries
         self.release_backoff = release_backoff
         self.tokens = TokenBook(journal.signing_key())
+        self.metrics = BrokerMetrics(self.active_counts)
         # weakly held: a job's lock lives while a thread holds or awaits it, then goes
         self._locks: weakref.WeakValueDictionary[int, _JobLock] = \
             weakref.WeakValueDictionary()
@@ -126,7 +128,23 @@ class LeaseService:
                 self._undo_interrupted(current)
             elif current is not None and current.state in (State.ACQUIRED, State.FAILED):
                 return Outcome(current)  # the job's other nodes: same lease, same answer
-            return self._acquire(request)
+            started = time.monotonic()
+            outcome = self._acquire(request)
+            self.metrics.acquire_seconds.observe(
+                time.monotonic() - started,
+                outcome="acquired" if outcome.lease.state is State.ACQUIRED else "failed")
+            return outcome
+
+    def active_counts(self) -> dict[str, int]:
+        """Active leases per QPU, every configured QPU included (0 when free)."""
+        try:
+            counts = dict.fromkeys(self.config.get().names(), 0)
+        except (ConfigError, OSError):
+            counts = {}
+        for lease in self.journal.active():
+            for name in lease.names:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def _acquire(self, request: AcquireRequest) -> Outcome:
         facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
@@ -168,6 +186,10 @@ class LeaseService:
         try:
             acquire_all(defs, facts, timeout, self.factory, checked.accepted, journal_it)
         except AcquisitionFailed as exc:
+            cause = exc.__cause__
+            self.metrics.vendor_errors.inc(
+                qpu=exc.qpu or "-", type=exc.qpu_type or "-", op="acquire",
+                error=type(cause).__name__ if cause is not None else "AcquisitionFailed")
             for held in lease.held:  # rolled back by acquire_all
                 self.journal.mark_held_released(lease, held.name, None)
             self.journal.set_state(lease, State.FAILED, error=str(exc))
@@ -197,8 +219,12 @@ class LeaseService:
                 return lease
             if gen is not None and lease.gen != gen:
                 return lease
+            started = time.monotonic()
             errors = self._release_held(lease) if lease.state.active else []
             self.journal.set_state(lease, State.RELEASED, release_errors=errors)
+            if lease.held:
+                self.metrics.release_seconds.observe(
+                    time.monotonic() - started, outcome="error" if errors else "released")
             if lease.held:
                 log.info("job %s: released %s%s", job_id,
                          ",".join(h.name for h in lease.held),
@@ -221,6 +247,9 @@ class LeaseService:
                                            self.release_backoff)
             error = None if failure is None else \
                 f"cannot release QPU {held.name} (token {held.token}): {_describe(failure)}"
+            if failure is not None:
+                self.metrics.vendor_errors.inc(qpu=held.name, type=held.type, op="release",
+                                               error=type(failure).__name__)
             if error:
                 log.error("job %s: %s", lease.job_id, error)
                 errors.append(error)
