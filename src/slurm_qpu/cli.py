@@ -6,25 +6,46 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slurm_qpu import __version__
 from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG, DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    from slurm_qpu.config import QrmiConfig
 
 EPILOG = """\
 Users request QPUs with: sbatch --qpu=NAME[,NAME...] job.sh   (see 'slurm-qpu list')
 Documentation: README.md of slurm-qpu."""
 
 
-def _config_check(args: argparse.Namespace) -> int:
+def _load_or_report(file: str) -> QrmiConfig | None:
+    """The config, or None after printing every problem with it."""
     from slurm_qpu.config import ConfigError, load_config
 
     try:
-        config = load_config(args.file)
+        return load_config(file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         n = len(exc.problems)
-        print(f"{args.file}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        print(f"{file}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        return None
+
+
+def _slurm_conf(args: argparse.Namespace) -> int:
+    from slurm_qpu.slurmconf import render
+
+    config = _load_or_report(args.file)
+    if config is None:
+        return 1
+    print(render(config, args.nodes), end="")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.file)
+    if config is None:
         return 1
     for r in config.resources:
         note = f" (legacy type {r.type!r}, read as {r.current_type!r})" if r.is_legacy_type else ""
@@ -114,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the plugin's state_dir, with %%n already expanded")
     leases.add_argument("--json", action="store_true")
     leases.set_defaults(func=_leases)
+
+    conf = sub.add_parser("slurm-conf", help="the Slurm lines (Licenses, GresTypes, gres.conf) "
+                                             "a qrmi_config.json implies (admins)")
+    conf.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    conf.add_argument("--nodes", default="NODES_BESIDE_THE_QPUS",
+                      help="node list for the GRES lines, e.g. q[1-2]")
+    conf.set_defaults(func=_slurm_conf)
 
     from slurm_qpu import runner
     from slurm_qpu.broker.cli import add_parser as add_broker

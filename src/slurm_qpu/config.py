@@ -52,6 +52,21 @@ def _drop_comments(data: Any) -> Any:
     return data
 
 
+class SlurmPolicy(BaseModel):
+    """slurm-qpu's own per-QPU settings (``"slurm": {...}`` in a resource; QRMI ignores
+    the key): how many jobs may hold the QPU at once (the Slurm license/GRES count) and
+    who may use it (unset: everyone)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_jobs: int = Field(default=1, ge=1, le=10_000)
+    partitions: tuple[str, ...] | None = None
+    accounts: tuple[str, ...] | None = None
+    qos: tuple[str, ...] | None = None
+
+    _strip = model_validator(mode="before")(_drop_comments)
+
+
 class ResourceDef(BaseModel):
     """One QPU: its name (which prefixes its environment variables), type and settings."""
 
@@ -61,6 +76,7 @@ class ResourceDef(BaseModel):
     type: str
     environment: dict[str, str] = Field(default_factory=dict)
     is_dynamic: bool = False
+    slurm: SlurmPolicy = Field(default_factory=SlurmPolicy)
 
     _strip = model_validator(mode="before")(_drop_comments)
 
@@ -177,8 +193,10 @@ def _problems_from(exc: ValidationError, data: Any, file: str) -> Iterable[Probl
         if err["type"] == "missing":
             msg = "required field is missing"
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (allowed: name, type, environment, is_dynamic; "\
+            msg = "unknown field (allowed: name, type, environment, is_dynamic, slurm; "\
                   "use a key starting with '_' for comments)"
+            if loc[2:3] == ["slurm"]:
+                msg = "unknown field (allowed in slurm: max_jobs, partitions, accounts, qos)"
             if len(loc) == 1:
                 msg = "unknown field (allowed: resources)"
         if loc[:1] == ["resources"] and len(loc) >= 2 and isinstance(loc[1], int):

@@ -16,7 +16,7 @@ KNOWN_TYPES = ("alice-bob-felis, direct-access, ibm-quantum-compute-service, "
                "ibm-quantum-system, iqm-server, local-simulator, pasqal-cloud, pasqal-local, "
                "qiskit-runtime-service")
 WriteJson = Callable[..., Path]
-RESOURCE_FIELDS = ("unknown field (allowed: name, type, environment, is_dynamic; use a key "
+RESOURCE_FIELDS = ("unknown field (allowed: name, type, environment, is_dynamic, slurm; use a key "
                    "starting with '_' for comments)")
 
 
