@@ -41,7 +41,7 @@ def render(config: QrmiConfig, nodes: str = "NODES_BESIDE_THE_QPUS") -> str:
     policies = [r for r in resources
                 if r.slurm.partitions or r.slurm.accounts or r.slurm.qos]
     if policies:
-        lines += ["", "# ---- who may use which QPU (checked by slurm-qpu at submit) ----"]
+        lines += ["", "# ---- who may use which QPU (declared; not yet enforced at submit) ----"]
         for r in policies:
             rules = [f"{what}={','.join(values)}" for what, values in
                      (("partitions", r.slurm.partitions), ("accounts", r.slurm.accounts),
