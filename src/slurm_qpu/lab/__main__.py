@@ -99,6 +99,8 @@ def docker_demo(cluster: DockerCluster) -> int:
 
 
 def docker_main(action: str) -> int:
+    import docker
+
     cluster = DockerCluster()
     try:
         if action in ("up", "cluster-up"):
@@ -111,7 +113,7 @@ def docker_main(action: str) -> int:
             cluster.down()
             return 0
         return docker_demo(cluster)
-    except ClusterError as exc:
+    except (ClusterError, docker.errors.DockerException) as exc:
         print(f"cluster: {exc}", file=sys.stderr)
         return 1
 

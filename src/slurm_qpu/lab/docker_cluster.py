@@ -317,10 +317,7 @@ class DockerCluster:
             self._run_container(node)
             if node.role in ("mariadb", "controller"):
                 self._wait(f"{node.name} up", partial(self._daemon_ready, node), 180)
-        try:
-            self.wait_healthy()
-        except ClusterError as exc:
-            raise ClusterError(f"{exc}\n{self.collect_logs()}") from exc
+        self.wait_healthy()  # its errors carry every node's logs
         self.timings["up"] = time.monotonic() - started
 
     def _run_container(self, node: Node) -> Container:
