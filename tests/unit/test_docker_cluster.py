@@ -38,15 +38,19 @@ class FakeClient:
         self.images = images
 
 
-def cluster_with(images: FakeImages, tmp_path: Path, said: list[str]) -> DockerCluster:
+def cluster_with(images: FakeImages, tmp_path: Path, said: list[str],
+                 monkeypatch: pytest.MonkeyPatch) -> DockerCluster:
+    """A harness whose every docker client is the fake one."""
+    client = FakeClient(images)
+    monkeypatch.setattr(docker, "from_env", lambda **kw: client)
     c = DockerCluster(root=tmp_path, say=said.append)
-    c._client = FakeClient(images)  # type: ignore[assignment]
+    c._client = client  # type: ignore[assignment]
     return c
 
 
 def test_base_image_is_built_on_debian_bookworm_when_a_registry_answers(tmp_path, monkeypatch):
     images, said = FakeImages(set(), registry=True), []
-    c = cluster_with(images, tmp_path, said)
+    c = cluster_with(images, tmp_path, said, monkeypatch)
     monkeypatch.setattr(c, "_import_debootstrap", lambda tag: pytest.fail("debootstrap ran"))
     tag = c.base_image()
     assert tag.startswith("slurm-qpu-base:bookworm-")
@@ -59,7 +63,7 @@ def test_base_image_is_built_on_debian_bookworm_when_a_registry_answers(tmp_path
 
 def test_base_image_comes_from_debootstrap_when_no_registry_answers(tmp_path, monkeypatch):
     images, said, imported = FakeImages(set(), registry=False), [], []
-    c = cluster_with(images, tmp_path, said)
+    c = cluster_with(images, tmp_path, said, monkeypatch)
     monkeypatch.setattr(c, "_import_debootstrap", imported.append)
     tag = c.base_image()
     assert imported == [tag]
@@ -68,11 +72,11 @@ def test_base_image_comes_from_debootstrap_when_no_registry_answers(tmp_path, mo
 
 
 def test_a_cached_base_image_is_used_as_it_is(tmp_path, monkeypatch):
-    first = cluster_with(FakeImages(set(), registry=False), tmp_path, [])
+    first = cluster_with(FakeImages(set(), registry=False), tmp_path, [], monkeypatch)
     monkeypatch.setattr(first, "_import_debootstrap", lambda tag: None)
     tag = first.base_image()
     images = FakeImages({tag}, registry=True)
-    c = cluster_with(images, tmp_path, [])
+    c = cluster_with(images, tmp_path, [], monkeypatch)
     assert c.base_image() == tag
     assert images.builds == []
 
