@@ -21,7 +21,8 @@ PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
 help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
-	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot)"
+	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot,"
+	@echo "                 the docker cluster)"
 	@echo "make shim        build shim/spank_qpu.so"
 	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local);"
 	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
