@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from slurm_qpu.lab.cluster import bridge_name, forward_on_bridge
+
 CACHE = Path(os.environ.get("SLURM_QPU_CHROOT_CACHE", "/var/cache/slurm-qpu"))
 PACKAGES = ("slurmctld,slurmd,slurm-client,munge,libslurm-dev,gcc,libc6-dev,make,python3-dev,"
             "python3-venv,iproute2,util-linux,procps,ca-certificates,passwd")
@@ -117,12 +119,17 @@ def run_tier(suite: str, source: Path, log: Path) -> int:
     versions = subprocess.run(["chroot", str(root), "sh", "-c", "slurmd -V; python3 -V"],
                               env=env, capture_output=True, text=True, check=False).stdout
     versions = versions.strip().replace("\n", " / ")
-    with mounted(root), log.open("a") as out:
-        out.write(f"== {suite}: {versions}\n")
-        out.write(f"== {suite}: {command}\n")
-        out.flush()
-        proc = subprocess.run(["chroot", str(root), "bash", "-c", command], env=env,
-                              stdout=out, stderr=subprocess.STDOUT, check=False)
+    bridge = bridge_name(LAB_SLOT)
+    forward_on_bridge(bridge, True)  # the chroot has no iptables; dockerd may be running
+    try:
+        with mounted(root), log.open("a") as out:
+            out.write(f"== {suite}: {versions}\n")
+            out.write(f"== {suite}: {command}\n")
+            out.flush()
+            proc = subprocess.run(["chroot", str(root), "bash", "-c", command], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, check=False)
+    finally:
+        forward_on_bridge(bridge, False)
     return proc.returncode
 
 

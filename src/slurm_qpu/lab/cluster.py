@@ -36,6 +36,24 @@ def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
                        f"{(exc.stderr or exc.stdout or '').strip()}") from None
 
 
+def bridge_name(slot: int) -> str:
+    return f"sqpubr{slot}"
+
+
+def forward_on_bridge(bridge: str, allow: bool) -> None:
+    """Docker leaves the FORWARD policy DROP and br_netfilter sends bridged frames through
+    it: allow (or stop allowing) traffic between the lab's namespaces, on its own bridge
+    only. A lab inside a chroot has no iptables: the host calls this for it."""
+    if not shutil.which("iptables"):
+        return
+    rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+    present = _run(["iptables", "-C", *rule], check=False).returncode == 0
+    if allow and not present:
+        _run(["iptables", "-I", *rule], check=False)
+    elif not allow and present:
+        _run(["iptables", "-D", *rule], check=False)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -131,7 +149,7 @@ class Lab:
 
     @property
     def _bridge(self) -> str:
-        return f"sqpubr{self.slot}"
+        return bridge_name(self.slot)
 
     def _netns(self, k: int) -> str:
         return f"sqpu{self.slot}n{k}"
@@ -414,12 +432,7 @@ class Lab:
         _run(["ip", "link", "add", br, "type", "bridge"])
         _run(["ip", "addr", "add", f"{net}.1/24", "dev", br])
         _run(["ip", "link", "set", br, "up"])
-        # Docker leaves FORWARD policy DROP and br_netfilter sends bridged frames through
-        # it: allow traffic between our own namespaces, on our own bridge only.
-        if shutil.which("iptables"):
-            rule = ["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"]
-            if _run(["iptables", "-C", *rule], check=False).returncode != 0:
-                _run(["iptables", "-I", *rule], check=False)
+        forward_on_bridge(br, True)
         for k in range(1, self.nodes + 1):
             ns, veth = self._netns(k), f"sqpu{self.slot}v{k}"
             _run(["ip", "netns", "add", ns])
@@ -472,9 +485,7 @@ class Lab:
                 _stop(int(pid), grace=1.0)
             _run(["ip", "netns", "del", ns], check=False)
         _run(["ip", "link", "del", self._bridge], check=False)
-        if shutil.which("iptables"):
-            _run(["iptables", "-D", "FORWARD", "-i", self._bridge, "-o", self._bridge, "-j",
-                  "ACCEPT"], check=False)
+        forward_on_bridge(self._bridge, False)
         if not quiet:
             print(f"lab at {self.root} stopped")
 
