@@ -15,21 +15,26 @@ from slurm_qpu.lab.docker_cluster import DockerCluster
 
 QPU = "ibm_manila"
 
-# A Qiskit program as a user writes it: SamplerV2 in the session the prolog opened.
-SAMPLER = f"""
-import json, os, socket
+# A Bell pair transpiled for the job's QPU, its target read through slurm_qpu.client.
+BELL_ISA = f"""
 from qiskit import QuantumCircuit
 from qiskit.transpiler import generate_preset_pass_manager
-from qiskit_ibm_runtime import SamplerV2
 from slurm_qpu import client
 
 backend = client.ibm_backend("{QPU}")
-session = client.ibm_session("{QPU}")
 bell = QuantumCircuit(2)
 bell.h(0)
 bell.cx(0, 1)
 bell.measure_all()
 isa = generate_preset_pass_manager(backend=backend, optimization_level=1).run(bell)
+"""
+
+# A Qiskit program as a user writes it: SamplerV2 in the session the prolog opened.
+SAMPLER = BELL_ISA + f"""
+import json, os, socket
+from qiskit_ibm_runtime import SamplerV2
+
+session = client.ibm_session("{QPU}")
 job = SamplerV2(mode=session).run([isa], shots=400)
 print("VENDOR_JOB " + job.job_id(), flush=True)
 counts = job.result()[0].data.meas.get_counts()
@@ -37,7 +42,6 @@ print("RESULT " + json.dumps({{"counts": counts, "session": session.session_id,
       "job": job.job_id(), "host": socket.gethostname(),
       "token": os.environ["{QPU}_QRMI_JOB_ACQUISITION_TOKEN"]}}), flush=True)
 """
-
 
 @dataclass
 class JobRun:

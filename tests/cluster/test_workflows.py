@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from jobs import (
+    BELL_ISA,
     QPU,
     SAMPLER,
     assert_session_closed,
@@ -34,19 +35,11 @@ print(f"RANK {comm.Get_rank()}/{comm.Get_size()} {socket.gethostname()} "
 """
 
 # map: transpile for the job's QPU target and write a QRMI payload file (no QPU time used)
-MAP = f"""
+MAP = BELL_ISA + """
 import json
-from qiskit import QuantumCircuit, qasm3
-from qiskit.transpiler import generate_preset_pass_manager
-from slurm_qpu import client
-backend = client.ibm_backend("{QPU}")
-bell = QuantumCircuit(2)
-bell.h(0)
-bell.cx(0, 1)
-bell.measure_all()
-isa = generate_preset_pass_manager(backend=backend, optimization_level=1).run(bell)
-payload = {{"program_id": "sampler", "parameters": {{"pubs": [[qasm3.dumps(isa)]],
-           "shots": 300, "version": 2, "support_qiskit": False, "options": {{}}}}}}
+from qiskit import qasm3
+payload = {"program_id": "sampler", "parameters": {"pubs": [[qasm3.dumps(isa)]],
+           "shots": 300, "version": 2, "support_qiskit": False, "options": {}}}
 json.dump(payload, open("split-in.json", "w"))
 print("MAPPED", isa.num_qubits, flush=True)
 """

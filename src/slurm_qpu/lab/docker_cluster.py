@@ -101,6 +101,7 @@ class DockerCluster:
     say: Callable[[str], None] = _say
     timings: dict[str, float] = field(default_factory=dict)
     _client: docker.DockerClient | None = None
+    _qpu_config: dict[str, Any] | None = None  # asked of the emulator once
 
     # ----------------------------------------------------------------- engine
     @property
@@ -275,13 +276,15 @@ class DockerCluster:
 
     def qpu_config(self) -> dict[str, Any]:
         """The emulator's QPUs as the broker reaches them (``http://emulator:8290``)."""
+        if self._qpu_config is not None:
+            return self._qpu_config
         proc = subprocess.run([self._pip(), "-m", "slurm_qpu", "emulator", "--print-config",
                                "--public-url", f"http://emulator:{EMULATOR_PORT}"],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ClusterError("slurm-qpu emulator --print-config failed:\n" + proc.stderr)
-        config: dict[str, Any] = json.loads(proc.stdout)
-        return config
+        self._qpu_config = json.loads(proc.stdout)
+        return self._qpu_config
 
     # ----------------------------------------------------------------- up / down
     def log_dir(self, node: str) -> Path:
