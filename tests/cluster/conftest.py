@@ -18,17 +18,17 @@ from slurm_qpu.emulator.admin import EmulatorAdmin
 from slurm_qpu.lab.docker_cluster import EMULATOR_PORT, DockerCluster
 
 _cluster: DockerCluster | None = None
-_timings: dict[str, float] = {}
+_set_up = ""  # the cluster's set-up times, for the summary
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[DockerCluster]:
-    global _cluster
+    global _cluster, _set_up
     if os.geteuid() != 0:
         pytest.fail("the cluster tier needs root (dockerd, debootstrap)")
     c = DockerCluster()
     c.up()
-    _timings.update(c.timings)
+    _set_up = c.timings_text()
     _cluster = c
     yield c
     _cluster = None
@@ -68,6 +68,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """How long the cluster took to come up (cold: base image and wheels built; warm: all
     cached), in every run's summary."""
-    if _timings:
-        terminalreporter.write_line("cluster set-up: " + ", ".join(
-            f"{k} {v:.0f} s" for k, v in _timings.items()))
+    if _set_up:
+        terminalreporter.write_line(f"cluster set-up: {_set_up}")

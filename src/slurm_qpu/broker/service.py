@@ -225,7 +225,6 @@ class LeaseService:
             if lease.held:
                 self.metrics.release_seconds.observe(
                     time.monotonic() - started, outcome="error" if errors else "released")
-            if lease.held:
                 log.info("job %s: released %s%s", job_id,
                          ",".join(h.name for h in lease.held),
                          f" ({len(errors)} error(s))" if errors else "")

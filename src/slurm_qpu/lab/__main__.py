@@ -33,6 +33,15 @@ def _emulator_log(lab: Lab) -> list[dict[str, Any]]:
     return log
 
 
+def print_audit_excerpt(audit: Path, job_id: int, where: str = "") -> None:
+    """The broker's audit lines of one job: how many, the first and last two."""
+    lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
+             if f"job={job_id} " in ln] if audit.exists() else []
+    print(f"--- the broker's audit log{where}: {len(lines)} request(s) of job {job_id}, e.g.")
+    for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
+        print(line)
+
+
 def demo(lab: Lab) -> int:
     lab.up()
     script = (lab.source / "examples" / "demo-job.sh") if lab.source else DEMO
@@ -47,12 +56,7 @@ def demo(lab: Lab) -> int:
         print(line)
     if lab.broker:
         audit = lab.log("broker-audit.log")
-        lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
-                 if f"job={job_id} " in ln] if audit.exists() else []
-        print(f"--- the broker's audit log ({audit}): {len(lines)} request(s) of job "
-              f"{job_id}, e.g.")
-        for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
-            print(line)
+        print_audit_excerpt(audit, job_id, f" ({audit})")
     print(textwrap.dedent(f"""
         The lab is still running. Try it:
           . ./lab.env          # or: . {lab.root}/lab.env
@@ -66,7 +70,7 @@ def demo(lab: Lab) -> int:
 
 def docker_demo(cluster: DockerCluster) -> int:
     cluster.up()
-    print("cluster up: " + ", ".join(f"{k} {v:.0f} s" for k, v in cluster.timings.items()))
+    print(f"cluster up: {cluster.timings_text()}")
     script = (cluster.source / "examples" / "demo-job.sh").read_text()
     print("\n$ sbatch demo-job.sh   (as alice on the login node; the script asks "
           "--qpu=ibm_manila)")
@@ -80,12 +84,7 @@ def docker_demo(cluster: DockerCluster) -> int:
     print("--- what the vendor (the emulator container) saw")
     for line in vendor_view(cluster.emulator_requests()[seen:]):
         print(line)
-    audit = cluster.log_dir("broker") / "broker-audit.log"
-    lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
-             if f"job={job_id} " in ln] if audit.exists() else []
-    print(f"--- the broker's audit log: {len(lines)} request(s) of job {job_id}, e.g.")
-    for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
-        print(line)
+    print_audit_excerpt(cluster.log_dir("broker") / "broker-audit.log", job_id)
     print(textwrap.dedent(f"""
         The cluster is still running (containers slurm-qpu-*). Log into the login node:
           docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l
@@ -106,7 +105,7 @@ def docker_main(action: str) -> int:
         if action in ("up", "cluster-up"):
             cluster.up()
             print(f"cluster up: {', '.join(n.name for n in NODES)} "
-                  f"({', '.join(f'{k} {v:.0f} s' for k, v in cluster.timings.items())})\n"
+                  f"({cluster.timings_text()})\n"
                   "log in: docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l")
             return 0
         if action in ("down", "cluster-down"):

@@ -103,6 +103,10 @@ class DockerCluster:
     _client: docker.DockerClient | None = None
     _qpu_config: dict[str, Any] | None = None  # asked of the emulator once
 
+    def timings_text(self) -> str:
+        """How long the set-up steps took, e.g. ``build 12 s, up 51 s``."""
+        return ", ".join(f"{k} {v:.0f} s" for k, v in self.timings.items())
+
     # ----------------------------------------------------------------- engine
     @property
     def client(self) -> docker.DockerClient:
