@@ -51,7 +51,9 @@ controller)
     # the cluster, an account and the users, as an admin sets them up once
     sacctmgr -i add cluster qpucluster >/dev/null || true
     sacctmgr -i add account quantum Description="quantum users" Organization=lab >/dev/null || true
+    sacctmgr -i add account physics Description="physics group" Organization=lab >/dev/null || true
     for u in alice bob; do sacctmgr -i add user "$u" Account=quantum >/dev/null || true; done
+    sacctmgr -i add user bob Account=physics >/dev/null || true
     exec slurmctld -D
     ;;
 compute)

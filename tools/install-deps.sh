@@ -3,7 +3,7 @@
 #   tools/install-deps.sh [extra package ...]
 set -euo pipefail
 PKGS=(slurmctld slurmd slurm-client munge libslurm-dev python3-dev python3-venv gcc make
-      iproute2 util-linux procps "$@")
+      iproute2 util-linux procps lua5.1 "$@")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

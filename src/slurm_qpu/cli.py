@@ -34,12 +34,16 @@ def _load_or_report(file: str) -> QrmiConfig | None:
 
 
 def _slurm_conf(args: argparse.Namespace) -> int:
-    from slurm_qpu.slurmconf import render
+    from slurm_qpu.slurmconf import render, render_job_submit
 
     config = _load_or_report(args.file)
     if config is None:
         return 1
-    print(render(config, args.nodes), end="")
+    if args.job_submit or args.job_submit_functions:
+        print(render_job_submit(config, args.file, functions_only=args.job_submit_functions),
+              end="")
+    else:
+        print(render(config, args.nodes), end="")
     return 0
 
 
@@ -141,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
     conf.add_argument("--nodes", default="NODES_BESIDE_THE_QPUS",
                       help="node list for the GRES lines, e.g. q[1-2]")
+    what = conf.add_mutually_exclusive_group()
+    what.add_argument("--job-submit", action="store_true",
+                      help="print a job_submit.lua instead: --qpu brings the QPU's license "
+                           "and its partition/account/QOS policy is enforced at submit")
+    what.add_argument("--job-submit-functions", action="store_true",
+                      help="like --job-submit, without slurm_job_submit/slurm_job_modify: "
+                           "for sites that call slurm_qpu_submit/slurm_qpu_modify from "
+                           "their own job_submit.lua")
     conf.set_defaults(func=_slurm_conf)
 
     from slurm_qpu import runner

@@ -53,6 +53,16 @@ BASE_PACKAGES = (
 )
 EXTRAS = "ibm,pasqal,emulator,qrmi"
 USERS = {"alice": 2001, "bob": 2002}
+# Each QPU's "slurm" policy in the cluster's qrmi_config.json: ibm_manila serves up to four
+# jobs at once from anywhere, ibm_kawasaki one job and only the quantum partition,
+# ibm_brisbane only account physics (bob's; alice is in account quantum).
+POLICY: dict[str, dict[str, Any]] = {
+    "ibm_manila": {"max_jobs": 4},
+    "ibm_kawasaki": {"max_jobs": 1, "partitions": ["quantum"]},
+    "ibm_brisbane": {"accounts": ["physics"]},
+}
+# what `slurm-qpu slurm-conf` prints that slurm.conf takes as it is
+GENERATED_SLURM_CONF = ("Licenses=", "JobSubmitPlugins=", "AccountingStorageTRES=")
 BROKER_PORT = 8291
 EMULATOR_PORT = 8290
 
@@ -257,12 +267,22 @@ class DockerCluster:
             subprocess.run(["make", "-C", str(self.source), "shim"], check=True,
                            stdout=subprocess.DEVNULL)
         shutil.copy(shim, ctx / "spank_qpu.so")
-        # the public name list users' sbatch checks --qpu against, as an admin publishes it
+        # as an admin does: the public name list users' sbatch checks --qpu against, and
+        # the Slurm lines and job_submit.lua `slurm-qpu slurm-conf` makes of the config
         config = self.root / "build" / "qrmi_config.json"
         config.write_text(json.dumps(self.qpu_config()))
-        subprocess.run([self._pip(), "-m", "slurm_qpu", "config", "publish", str(config), "-o",
+        tool = [self._pip(), "-m", "slurm_qpu"]
+        subprocess.run([*tool, "config", "publish", str(config), "-o",
                         str(ctx / "etc" / "qpu_names.json")], check=True,
                        stdout=subprocess.DEVNULL)
+        lines = subprocess.run([*tool, "slurm-conf", str(config)], check=True, text=True,
+                               capture_output=True).stdout.splitlines()
+        with (ctx / "etc" / "slurm.conf").open("a") as conf:
+            conf.write("# from `slurm-qpu slurm-conf /etc/slurm-qpu/qrmi_config.json`\n")
+            conf.writelines(f"{line}\n" for line in lines if line.startswith(GENERATED_SLURM_CONF))
+        with (ctx / "etc" / "job_submit.lua").open("w") as lua:
+            subprocess.run([*tool, "slurm-conf", "--job-submit", str(config)], check=True,
+                           stdout=lua)
         config.unlink()
         return ctx
 
@@ -287,8 +307,12 @@ class DockerCluster:
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ClusterError("slurm-qpu emulator --print-config failed:\n" + proc.stderr)
-        self._qpu_config = json.loads(proc.stdout)
-        return self._qpu_config
+        config: dict[str, Any] = json.loads(proc.stdout)
+        for resource in config["resources"]:
+            if resource["name"] in POLICY:
+                resource["slurm"] = POLICY[resource["name"]]
+        self._qpu_config = config
+        return config
 
     # ----------------------------------------------------------------- up / down
     def log_dir(self, node: str) -> Path:
