@@ -60,7 +60,7 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_lua(script: Path, call: str) -> tuple[int, dict[str, Any], list[str]]:
     driver = f"""
 local said = {{}}
-slurm = {{SUCCESS = 0, ERROR = -1,
+slurm = {{SUCCESS = 0, ERROR = -1, ESLURM_INVALID_LICENSES = 2020, ESLURM_ACCESS_DENIED = 2002,
   log_user = function(fmt, ...) table.insert(said, string.format(fmt, ...)) end,
   log_info = function(fmt, ...) end}}
 dofile({json.dumps(str(script))})
@@ -156,7 +156,7 @@ def test_an_any_selection_brings_no_license_and_skips_qpus_it_may_not_use(script
 
 def test_removing_the_qpu_license_later_is_refused(script: Path) -> None:
     rc, said = modify(script, "ibm_manila", {"licenses": "qpu_ibm_manila:1"}, licenses="")
-    assert rc == -1
+    assert rc == 2020  # scontrol prints "Invalid license specification"
     assert said == ["--qpu=ibm_manila: the job's QPU licenses come with --qpu and stay "
                     "(qpu_ibm_manila:1)"]
 
@@ -170,7 +170,7 @@ def test_changing_other_licenses_while_keeping_the_qpu_one_is_allowed(script: Pa
 def test_moving_a_job_to_a_partition_the_qpu_refuses_is_refused(script: Path) -> None:
     rc, said = modify(script, "ibm_kawasaki", {"partition": "quantum", "account": "quantum"},
                       partition="normal")
-    assert rc == -1
+    assert rc == 2002  # "Access/permission denied"
     assert said == ["--qpu=ibm_kawasaki: change refused: QPU ibm_kawasaki may not be used "
                     "from partition normal; allowed: quantum"]
 

@@ -196,7 +196,10 @@ function slurm_qpu_modify(job_desc, job_rec, part_list, modify_uid)
 	if job_desc.licenses ~= nil and not keeps_licenses(job_desc.licenses, names) then
 		slurm.log_user("--qpu=%s: the job's QPU licenses come with --qpu and stay (%s)", raw,
 			with_licenses("", names))
-		return slurm.ERROR
+		slurm.log_info("slurm-qpu: uid %u may not drop the QPU licenses of a --qpu=%s job",
+			modify_uid, raw)
+		-- scontrol update shows the code's text, not log_user's (Slurm 22.05)
+		return slurm.ESLURM_INVALID_LICENSES or slurm.ERROR
 	end
 	if job_desc.partition == nil and job_desc.account == nil and job_desc.qos == nil then
 		return slurm.SUCCESS
@@ -205,7 +208,8 @@ function slurm_qpu_modify(job_desc, job_rec, part_list, modify_uid)
 		job_desc.account or job_rec.account, job_desc.qos or job_rec.qos)
 	if why ~= nil then
 		slurm.log_user("--qpu=%s: change refused: %s", raw, why)
-		return slurm.ERROR
+		slurm.log_info("slurm-qpu: refused a change by uid %u: %s", modify_uid, why)
+		return slurm.ESLURM_ACCESS_DENIED or slurm.ERROR
 	end
 	return slurm.SUCCESS
 end
