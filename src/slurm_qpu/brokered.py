@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from slurm_qpu.broker.client import BrokerClient, BrokerError
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.lifecycle import JobFacts
+from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,11 @@ def _fill(lease: Lease, answer: dict[str, object]) -> None:
     lease.state = LeaseState.ACQUIRED
 
 
-def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient) -> Lease | None:
+def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient,
+               on_usage: Callable[[list[QpuUsage]], object] | None = None) -> Lease | None:
+    """Ask the broker to release; on the job's first node, hand the broker's usage record
+    to ``on_usage`` (every node asks, one writes it to accounting)."""
+    usage: list[QpuUsage] = []
     with store.lock(job.job_id):
         lease = store.load(job.job_id)
         if lease is None or lease.state is LeaseState.RELEASED:
@@ -74,7 +80,24 @@ def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient) -> Lease 
             log.error("job %s: %s", job.job_id, lease.release_errors[-1])
         else:
             lease.release_errors.extend(str(e) for e in answer.get("release_errors") or [])
+            usage = usage_of(answer)
         lease.state = LeaseState.RELEASED
         lease.released_at = time.time()
         store.save(lease)
+    if on_usage is not None and usage and job.node == job.first_node:
+        on_usage(usage)
     return lease
+
+
+def usage_of(answer: dict[str, object]) -> list[QpuUsage]:
+    """The broker's usage records in a release answer (malformed items are skipped)."""
+    out = []
+    items = answer.get("usage")
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(QpuUsage(str(item["qpu"]), str(item["type"]), item.get("start"),
+                                item.get("end"), int(item.get("vendor_jobs") or 0),
+                                item.get("shots"), item.get("qpu_seconds")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return out

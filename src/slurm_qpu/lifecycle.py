@@ -28,6 +28,7 @@ from slurm_qpu.resources.base import (
 )
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import SlurmCommandError
+from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)
 ResourceFactory = Callable[[ResourceSpec], QuantumResource]
@@ -239,19 +240,26 @@ def run_epilog(
     factory: ResourceFactory = default_factory,
     retries: int = 3,
     backoff: float = 0.5,
+    on_usage: Callable[[list[QpuUsage]], object] | None = None,
 ) -> Lease | None:
-    """Release the job's QPUs exactly once (only on the node that acquired them)."""
+    """Release the job's QPUs exactly once (only on the node that acquired them), then
+    hand the usage record (session times; the proxy that counts vendor jobs, shots and
+    QPU time is the broker's) to ``on_usage``."""
     with store.lock(job.job_id):
         lease = store.load(job.job_id)
         if lease is None or lease.state is LeaseState.RELEASED:
             return lease
-        if lease.state is LeaseState.ACQUIRED and lease.owner:
+        released = lease.state is LeaseState.ACQUIRED and lease.owner
+        if released:
             _release(lease, job, settings, factory, retries, backoff)
         lease.state = LeaseState.RELEASED
         lease.released_at = time.time()
         store.save(lease)
-    if lease.owner and lease.resources:
+    if released and lease.resources:
         log.info("job %s: released %s", job.job_id, ",".join(r.name for r in lease.resources))
+        if on_usage is not None:
+            on_usage([QpuUsage(r.name, r.type, r.acquired_at, lease.released_at)
+                      for r in lease.resources])
     return lease
 
 

@@ -44,6 +44,7 @@ class PluginSettings:
     peer_timeout: float = 120.0  # how long a job's other nodes wait for the first node's lease
     scontrol: str = "scontrol"
     squeue: str = "squeue"
+    sacctmgr: str = "sacctmgr"  # writes usage records into accounting; "no": do not
     extra_env: dict[str, str] = field(default_factory=dict)  # --env:NAME=VALUE (spank_qrmi)
     # broker mode: the prolog/epilog ask the slurm-qpu broker at this URL; no credential
     # is needed (or should be) on the compute nodes
@@ -87,7 +88,7 @@ def parse_args(args: list[str]) -> PluginSettings:
             values["names"] = Path(value)
         elif key == "state_dir":
             values["state_dir"] = value
-        elif key in ("scontrol", "squeue"):
+        elif key in ("scontrol", "squeue", "sacctmgr"):
             values[key] = value
         elif key == "log_level":
             if value.lower() not in LOG_LEVELS:

@@ -153,3 +153,78 @@ def test_what_the_journal_says_and_what_the_lease_says_agree_on_release_errors(
     journal.set_state(lease, State.RELEASED, release_errors=[])
     stored = journal.current(5)
     assert stored is not None and stored.release_errors == lease.release_errors == []
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE leases (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, state TEXT NOT NULL,
+    user TEXT, uid INTEGER, names TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
+    error TEXT, salt TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
+    released_at REAL, release_errors TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (job_id, gen));
+CREATE TABLE held (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    token TEXT NOT NULL, acquired_at REAL NOT NULL, released_at REAL, error TEXT,
+    PRIMARY KEY (job_id, gen, name));
+CREATE TABLE vendor_jobs (
+    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
+    vendor_job_id TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (name, vendor_job_id));
+INSERT INTO meta VALUES ('schema_version', '1'), ('signing_key', 'ab');
+INSERT INTO leases VALUES (9, 1, 'acquired', 'alice', 1000, '["sim_a"]', '{}', NULL, 's',
+                           1000.0, 5000.0, NULL, '[]');
+INSERT INTO held VALUES (9, 1, 'sim_a', 'local-simulator', 'tok-a', 1001.0, NULL, NULL);
+INSERT INTO vendor_jobs VALUES (9, 1, 'sim_a', 'vj-1', 1002.0);
+"""
+
+
+def test_a_version_1_journal_with_a_lease_held_is_migrated_and_keeps_the_lease(
+        path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    journal = Journal(path)
+    assert journal._meta("schema_version") == str(SCHEMA_VERSION)
+    [lease] = journal.active()
+    assert (lease.job_id, lease.state, lease.holds("sim_a").token) == (9, State.ACQUIRED,
+                                                                      "tok-a")
+    assert journal.owns_vendor_job(lease, "sim_a", "vj-1")
+    journal.add_vendor_job(lease, "sim_a", "vj-2", shots=100)
+    journal.set_vendor_job_usage(lease, "sim_a", "vj-2", qpu_seconds=1.5)
+    [usage] = journal.usage(lease)
+    assert (usage.vendor_jobs, usage.shots, usage.qpu_seconds) == (2, 100, 1.5)
+    journal.close()
+    Journal(path).close()  # and opens again as the current version
+
+
+def test_a_journal_that_cannot_be_migrated_says_so(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA.replace("vendor_job_id TEXT NOT NULL, created_at REAL "
+                                           "NOT NULL,", "vendor_job_id TEXT NOT NULL, "
+                                           "created_at REAL NOT NULL, shots INTEGER,").replace(
+                                           "'vj-1', 1002.0)", "'vj-1', 1002.0, NULL)"))
+    with pytest.raises(JournalError) as err:
+        Journal(path)
+    assert str(err.value) == (f"cannot migrate the broker journal {path} from schema version "
+                              f"1 to {SCHEMA_VERSION}: duplicate column name: shots")
+    with sqlite3.connect(path) as db:  # nothing half-done
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == \
+            ("1",)
+
+
+def test_usage_counts_jobs_shots_and_qpu_time_per_qpu_and_skips_containers(path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user="alice", uid=1000, names=["sim_a", "sim_b"], overrides={},
+                          expires_at=None, now=1000.0)
+    journal.add_held(lease, Held("sim_a", "local-simulator", "tok-a", 1001.0))
+    journal.add_held(lease, Held("sim_b", "local-simulator", "tok-b", 1002.0))
+    journal.add_vendor_job(lease, "sim_a", "batch", counted=False)
+    journal.add_vendor_job(lease, "sim_a", "j1", shots=10)
+    journal.add_vendor_job(lease, "sim_a", "j2")
+    journal.set_vendor_job_usage(lease, "sim_a", "j1", qpu_seconds=0.25)
+    journal.mark_held_released(lease, "sim_a", None, now=1010.0)
+    a, b = journal.usage(lease)
+    assert (a.qpu, a.start, a.end, a.session_seconds, a.vendor_jobs, a.shots,
+            a.qpu_seconds) == ("sim_a", 1001.0, 1010.0, 9.0, 2, 10, 0.25)
+    assert (b.qpu, b.end, b.session_seconds, b.vendor_jobs, b.shots, b.qpu_seconds) == \
+        ("sim_b", None, None, 0, None, None)

@@ -52,6 +52,29 @@ def test_sampler_runs_through_the_proxy_in_the_jobs_session(
     assert job.session_id == env["ibm_manila_QRMI_JOB_ACQUISITION_TOKEN"]
 
 
+def test_the_release_answer_carries_the_jobs_usage_record(
+        emulator: Emulator, start_broker: StartBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    b = start_broker(emulator.qrmi_config()["resources"])
+    lease = b.acquire(7, "ibm_manila")
+    set_job_environment(monkeypatch, lease["env"])
+    backend = client.ibm_backend()
+    isa = generate_preset_pass_manager(backend=backend, optimization_level=1).run(bell())
+    sampler = SamplerV2(mode=client.ibm_session())
+    first = sampler.run([isa, (isa, None, 50)], shots=100)
+    first.result()
+    second = sampler.run([isa])  # IBM's default: 4096 shots
+    second.result()
+    state = next(s for s in emulator.server.services if s.prefix == "/api/v1").state
+    billed = sum(state.jobs[j.job_id()].quantum_seconds for j in (first, second))
+    assert billed > 0
+    answer = b.node().release(7)
+    [usage] = answer["usage"]
+    assert (usage["qpu"], usage["type"], usage["vendor_jobs"], usage["shots"]) == \
+        ("ibm_manila", "ibm-quantum-compute-service", 2, 150 + 4096)
+    assert usage["qpu_seconds"] == pytest.approx(billed)
+    assert usage["start"] <= usage["end"] and usage["session_seconds"] >= 0
+
+
 def session_mode(emulator: Emulator, session_id: str) -> str:
     state = next(s for s in emulator.server.services if s.prefix == "/api/v1").state
     return str(state.sessions[session_id].mode)
@@ -140,7 +163,9 @@ def test_the_pasqal_sdk_runs_a_batch_through_the_proxy(
     assert batch.status == "DONE"
     result = batch.ordered_jobs[0].result
     assert sum(result.values()) == 30 and all(len(bits) == 2 for bits in result)
-    b.node().release(7)
+    usage = b.node().release(7)["usage"]
+    # the usage record counts the batch's one job and its runs, not the batch itself
+    assert [(u["qpu"], u["vendor_jobs"], u["shots"]) for u in usage] == [("EMU_FREE", 1, 30)]
     from pasqal_cloud.errors import BatchFetchingError  # a BaseException, not an Exception
 
     with pytest.raises(BatchFetchingError) as raised:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from jobs import wait_until
+
 from slurm_qpu.lab.docker_cluster import DockerCluster
 
 pytestmark = pytest.mark.cluster

@@ -174,6 +174,39 @@ def test_epilog_in_broker_mode_asks_for_the_release(
     assert lease is not None and lease.state is LeaseState.RELEASED
 
 
+USAGE = [{"qpu": "sim_a", "type": "local-simulator", "start": 1764057108.0,
+          "end": 1764057130.5, "vendor_jobs": 3, "shots": 3000, "qpu_seconds": 1.25,
+          "session_seconds": 22.5}]
+
+
+def test_epilog_in_broker_mode_writes_the_brokers_usage_record_on_the_first_node(
+        job: FakeSpank, sim_config: Any, tmp_path: Path, scontrol: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={**LEASE, "usage": USAGE})
+
+    monkeypatch.setattr(jobscript, "_broker", lambda settings: broker_answering(answer))
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"broker={BROKER}")
+    spank.job_prolog(args)
+    spank.job_epilog(args)
+    assert handlers.sacctmgr_calls(tmp_path) == [
+        "-i modify job jobid=5 set AdminComment=slurm-qpu-usage:v1;qpu=sim_a,"
+        "type=local-simulator,start=2025-11-25T07:51:48Z,end=2025-11-25T07:52:10Z,"
+        "session_s=22.5,vendor_jobs=3,shots=3000,qpu_s=1.250"]
+
+
+def test_epilog_in_broker_mode_on_another_node_leaves_the_record_to_the_first(
+        job: FakeSpank, sim_config: Any, tmp_path: Path, scontrol: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_NODELIST", "node0,node1")
+    monkeypatch.setattr(jobscript, "_broker", lambda settings: broker_answering(
+        lambda r: httpx.Response(200, json={**LEASE, "usage": USAGE})))
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"broker={BROKER}")
+    spank.job_prolog(args)
+    spank.job_epilog(args)
+    assert handlers.sacctmgr_calls(tmp_path) == []
+
+
 def test_epilog_with_the_broker_down_records_that_its_reaper_will_release(
         job: FakeSpank, sim_config: Any, tmp_path: Path, scontrol: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ import slurm_qpu.spank as spank
 from slurm_qpu.coordination import PublicRecord
 from slurm_qpu.leases import LeaseState, LeaseStore
 from slurm_qpu.spank import jobscript, task
+from slurm_qpu.usage import decode
 
 MakeSimConfig = Callable[..., Path]
 ReadLedger = Callable[[], list[tuple[str, str, str]]]
@@ -91,7 +92,17 @@ def scontrol(tmp_path: Path) -> Path:
     squeue = tmp_path / "bin" / "squeue"
     squeue.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/squeue.calls"\ncat {body}\n')
     squeue.chmod(0o755)
+    # and a fake sacctmgr that accepts the usage record
+    sacctmgr = tmp_path / "bin" / "sacctmgr"
+    sacctmgr.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{tmp_path}/sacctmgr.calls"\n'
+                        'echo " Modified jobs..."\n')
+    sacctmgr.chmod(0o755)
     return script
+
+
+def sacctmgr_calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "sacctmgr.calls"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def scontrol_calls(tmp_path: Path) -> list[str]:
@@ -113,7 +124,8 @@ def job(fake: FakeSpank, monkeypatch: pytest.MonkeyPatch) -> FakeSpank:
 
 def plugin_args(config: Path, tmp_path: Path, scontrol: Path, *extra: str) -> list[str]:
     return [str(config), f"state_dir={tmp_path}/state/%n", f"scontrol={scontrol}",
-            f"squeue={scontrol.with_name('squeue')}", "venv=/opt/venv", *extra]
+            f"squeue={scontrol.with_name('squeue')}", f"sacctmgr={scontrol.with_name('sacctmgr')}",
+            "venv=/opt/venv", *extra]
 
 
 def node_store(tmp_path: Path) -> LeaseStore:
@@ -345,6 +357,32 @@ def test_init_post_opt_without_job_id_fails(
     assert fake.errors() == ["no job id in this step"]
 
 
+def test_epilog_writes_the_usage_record_into_slurm_accounting(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol)
+    spank.job_prolog(args)
+    assert sacctmgr_calls(tmp_path) == []
+    spank.job_epilog(args)
+    spank.job_epilog(args)  # released once, recorded once
+    [call] = sacctmgr_calls(tmp_path)
+    assert call.startswith("-i modify job jobid=5 set AdminComment=slurm-qpu-usage:v1;"
+                           "qpu=sim_a,type=local-simulator,start=")
+    records = decode(call.split("AdminComment=", 1)[1])
+    assert [(r.qpu, r.vendor_jobs, r.shots) for r in records] == [("sim_a", 0, None),
+                                                                   ("sim_b", 0, None)]
+    assert all(r.session_seconds is not None for r in records)
+
+
+def test_sacctmgr_no_keeps_usage_records_out_of_accounting(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol, "sacctmgr=no")
+    spank.job_prolog(args)
+    spank.job_epilog(args)
+    assert sacctmgr_calls(tmp_path) == []
+
+
 def test_epilog_without_lease_does_nothing(
     job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path,
     read_ledger: ReadLedger
@@ -352,6 +390,7 @@ def test_epilog_without_lease_does_nothing(
     assert spank.job_epilog(plugin_args(sim_config(), tmp_path, scontrol)) == 0
     assert read_ledger() == []
     assert job.errors() == []
+    assert sacctmgr_calls(tmp_path) == []
 
 
 def test_exception_in_a_handler_is_logged_as_internal_error_not_raised(

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from slurm_qpu.usage import QpuUsage
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -37,9 +39,17 @@ CREATE TABLE IF NOT EXISTS held (
 CREATE TABLE IF NOT EXISTS vendor_jobs (
     job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
     vendor_job_id TEXT NOT NULL, created_at REAL NOT NULL,
+    shots INTEGER, qpu_seconds REAL, counted INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (name, vendor_job_id));
 CREATE INDEX IF NOT EXISTS vendor_jobs_job ON vendor_jobs (job_id, gen);
 """
+# Each step takes a journal of the version before it to the next; a broker upgraded while
+# jobs hold leases opens the old file, migrates it in one transaction and carries on.
+MIGRATIONS = {
+    2: ("ALTER TABLE vendor_jobs ADD COLUMN shots INTEGER",  # usage records (issue 7)
+        "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds REAL",
+        "ALTER TABLE vendor_jobs ADD COLUMN counted INTEGER NOT NULL DEFAULT 1"),
+}
 
 
 class JournalError(Exception):
@@ -119,6 +129,20 @@ class Journal:
             raise JournalError(f"the broker journal {self.path} has schema version {version}, "
                                f"newer than this slurm-qpu understands ({SCHEMA_VERSION}); "
                                "upgrade slurm-qpu or move the file away")
+        elif int(version) < SCHEMA_VERSION:
+            self._migrate(int(version))
+
+    def _migrate(self, version: int) -> None:
+        try:
+            with self._tx() as db:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot migrate the broker journal {self.path} from schema "
+                               f"version {version} to {SCHEMA_VERSION}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -247,11 +271,41 @@ class Journal:
     # ------------------------------------------------------------------ vendor jobs
 
     def add_vendor_job(self, lease: LeaseRecord, name: str, vendor_job_id: str,
-                       now: float | None = None) -> None:
+                       now: float | None = None, shots: int | None = None,
+                       counted: bool = True) -> None:
+        """Record a vendor job the lease created (``counted=False``: a container such as a
+        Pasqal batch, owned by the job but not a job of its own in the usage record)."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO vendor_jobs VALUES (?, ?, ?, ?, ?)",
+            db.execute("INSERT OR IGNORE INTO vendor_jobs (job_id, gen, name, vendor_job_id, "
+                       "created_at, shots, counted) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (lease.job_id, lease.gen, name, vendor_job_id,
-                        time.time() if now is None else now))
+                        time.time() if now is None else now, shots, int(counted)))
+
+    def set_vendor_job_usage(self, lease: LeaseRecord, name: str, vendor_job_id: str, *,
+                             qpu_seconds: float) -> None:
+        """The QPU time the vendor reports for one of the lease's jobs (seen as the job's
+        status passes through the proxy; the last report wins)."""
+        with self._tx() as db:
+            db.execute("UPDATE vendor_jobs SET qpu_seconds=? WHERE job_id=? AND gen=? AND "
+                       "name=? AND vendor_job_id=?",
+                       (qpu_seconds, lease.job_id, lease.gen, name, vendor_job_id))
+
+    def usage(self, lease: LeaseRecord) -> list[QpuUsage]:
+        """Per QPU the lease held: session start and end, vendor jobs, shots, QPU time
+        (shots and QPU time None when no vendor job reported them)."""
+        out = []
+        with self._lock:
+            for held in lease.held:
+                count, shots, seconds = self._db.execute(
+                    "SELECT COUNT(*), SUM(shots), SUM(qpu_seconds) FROM vendor_jobs WHERE "
+                    "job_id=? AND gen=? AND name=? AND counted=1",
+                    (lease.job_id, lease.gen, held.name)).fetchone()
+                end = held.released_at or (lease.released_at if lease.state is State.RELEASED
+                                           else None)
+                out.append(QpuUsage(held.name, held.type, held.acquired_at, end, int(count),
+                                    None if shots is None else int(shots),
+                                    None if seconds is None else float(seconds)))
+        return out
 
     def owns_vendor_job(self, lease: LeaseRecord, name: str, vendor_job_id: str) -> bool:
         with self._lock:

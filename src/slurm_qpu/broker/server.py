@@ -24,7 +24,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -159,8 +159,14 @@ class JobCaller:
     def owns(self, vendor_id: str) -> bool:
         return self.service.journal.owns_vendor_job(self.lease, self.name, vendor_id)
 
-    def remember(self, vendor_id: str) -> None:
-        self.service.journal.add_vendor_job(self.lease, self.name, vendor_id)
+    def remember(self, vendor_id: str, *, shots: int | None = None,
+                 counted: bool = True) -> None:
+        self.service.journal.add_vendor_job(self.lease, self.name, vendor_id, shots=shots,
+                                            counted=counted)
+
+    def report_usage(self, vendor_id: str, qpu_seconds: float) -> None:
+        self.service.journal.set_vendor_job_usage(self.lease, self.name, vendor_id,
+                                                  qpu_seconds=qpu_seconds)
 
     def access_token(self) -> tuple[str, int]:
         return self.service.tokens.access_token(self.lease)
@@ -663,6 +669,8 @@ def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool) -> 
         "created_at": lease.created_at, "expires_at": lease.expires_at,
         "released_at": lease.released_at, "release_errors": lease.release_errors,
         "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held],
+        "usage": [{**asdict(u), "session_seconds": u.session_seconds}
+                  for u in service.journal.usage(lease)],
     }
     if with_env:
         out["env"] = service.environment(lease)

@@ -53,7 +53,12 @@ class JobSide(Protocol):
 
     def owns(self, vendor_id: str) -> bool: ...
 
-    def remember(self, vendor_id: str) -> None: ...
+    def remember(self, vendor_id: str, *, shots: int | None = None,
+                 counted: bool = True) -> None: ...
+
+    def report_usage(self, vendor_id: str, qpu_seconds: float) -> None:
+        """The vendor reported the QPU time of one of the job's vendor jobs."""
+        ...
 
     def access_token(self) -> tuple[str, int]: ...
 
@@ -210,6 +215,9 @@ class IbmQuantumComputeView(_IamUpstreamMixin, View):
         if parts[0] == "jobs" and len(parts) >= 2:
             if not job.owns(parts[1]):
                 return deny(f"IBM Quantum job {parts[1]} was not created by this Slurm job")
+            if len(parts) == 2 and method == "GET":  # the SDK polls it; its usage: QPU time
+                return Decision(on_response=lambda s, b: _note_qpu_time(
+                    s, b, job, parts[1], ("usage", "quantum_seconds"), 1.0))
             return FORWARD
         return deny(f"{method} /{call.path} is not available to jobs through the broker")
 
@@ -225,13 +233,55 @@ class IbmQuantumComputeView(_IamUpstreamMixin, View):
             return deny(f"session {session} is not this job's session ({job.session})")
         body["backend"], body["session_id"] = job.name, job.session
 
+        shots = sampler_shots(body)
+
         def remember(status: int, answer: bytes) -> bytes:
             created = _json(answer)
             if status < 300 and isinstance(created, dict) and created.get("id"):
-                job.remember(str(created["id"]))
+                job.remember(str(created["id"]), shots=shots)
             return answer
 
         return Decision(body=json.dumps(body).encode(), on_response=remember)
+
+
+DEFAULT_SAMPLER_SHOTS = 4096  # IBM's SamplerV2 default when neither pub nor options say
+
+
+def sampler_shots(body: dict[str, Any]) -> int | None:
+    """The shots a SamplerV2 job asks for: each pub's own, else the job's ``shots``, else
+    ``options.default_shots``, else IBM's default; times the pub's parameter sets is not
+    counted (a sweep's size needs the circuit). None for other programs (an Estimator
+    asks for a precision, not shots)."""
+    if body.get("program_id") != "sampler":
+        return None
+    params = body.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("pubs"), list):
+        return None
+    options = params.get("options")
+    if not isinstance(options, dict):
+        options = {}
+    default = params.get("shots") or options.get("default_shots") or DEFAULT_SAMPLER_SHOTS
+    total = 0
+    for pub in params["pubs"]:
+        own = pub[2] if isinstance(pub, list) and len(pub) > 2 else None
+        value = own if own is not None else default
+        if not isinstance(value, int):
+            return None
+        total += value
+    return total
+
+
+def _note_qpu_time(status: int, body: bytes, job: JobSide, vendor_id: str,
+                   path: tuple[str, str], scale: float) -> bytes:
+    """Record the QPU time a job status answer carries (``usage.quantum_seconds`` and
+    the like); the answer passes unchanged."""
+    data = _json(body)
+    if status < 300 and isinstance(data, dict):
+        value = data.get(path[0])
+        value = value.get(path[1]) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            job.report_usage(vendor_id, float(value) * scale)
+    return body
 
 
 def _listed(body: bytes, key: str, keep: Callable[[dict[str, Any]], bool],
@@ -345,7 +395,9 @@ class IbmQuantumSystemView(_IamUpstreamMixin, View):
                 return deny(f"IBM Quantum System job {parts[2]} was not created by this "
                             "Slurm job")
             if len(parts) == 3 and method == "GET":
-                return Decision(on_response=lambda s, b: _json_out(_unsigned(_json(b)), b))
+                return Decision(on_response=lambda s, b: _json_out(_unsigned(_json(
+                    _note_qpu_time(s, b, job, parts[2], ("usage", "quantum_nanoseconds"),
+                                   1e-9))), b))
             return FORWARD
         return deny(f"{method} /{call.path} is not available to jobs through the broker")
 
@@ -484,10 +536,11 @@ def _remember_batch(status: int, body: bytes, job: JobSide) -> bytes:
     data = _json(body)
     batch = data.get("data") if isinstance(data, dict) else None
     if status < 300 and isinstance(batch, dict) and batch.get("id"):
-        job.remember(str(batch["id"]))
+        job.remember(str(batch["id"]), counted=False)  # the batch's jobs are what runs
         for item in batch.get("jobs") or []:
             if isinstance(item, dict) and item.get("id"):
-                job.remember(str(item["id"]))
+                runs = item.get("runs")
+                job.remember(str(item["id"]), shots=runs if isinstance(runs, int) else None)
     return body
 
 

@@ -16,6 +16,7 @@ from slurm_qpu.overrides import PROLOG_ENV as OVERRIDES_ENV
 from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.slurmcli import Scontrol, Squeue
 from slurm_qpu.spank import host
+from slurm_qpu.usage import QpuUsage, record_in_accounting
 
 log = logging.getLogger(__name__)
 KEEP_LEASE_RECORDS_SECONDS = 7 * 24 * 3600
@@ -84,10 +85,14 @@ def prolog(settings: PluginSettings) -> int:
 def epilog(settings: PluginSettings) -> int:
     job = job_facts()
     store = LeaseStore(settings.state_path())
+    on_usage = None
+    if settings.sacctmgr != "no":
+        def on_usage(records: list[QpuUsage]) -> bool:
+            return record_in_accounting(job.job_id, records, sacctmgr=settings.sacctmgr)
     if settings.broker:
-        brokered.run_epilog(job, store, _broker(settings))
+        brokered.run_epilog(job, store, _broker(settings), on_usage)
     else:
-        run_epilog(job, settings, store)
+        run_epilog(job, settings, store, on_usage=on_usage)
     with contextlib.suppress(OSError):
         store.prune(KEEP_LEASE_RECORDS_SECONDS)
     return 0
