@@ -54,6 +54,8 @@ controller)
     sacctmgr -i add account physics Description="physics group" Organization=lab >/dev/null || true
     for u in alice bob; do sacctmgr -i add user "$u" Account=quantum >/dev/null || true; done
     sacctmgr -i add user bob Account=physics >/dev/null || true
+    # the broker holds jobs for a QPU in maintenance with a reservation: a Slurm operator
+    sacctmgr -i add user slurmqpu Account=root AdminLevel=Operator >/dev/null || true
     exec slurmctld -D
     ;;
 compute)
@@ -76,7 +78,7 @@ broker)
         --config /etc/slurm-qpu/qrmi_config.json --host 0.0.0.0 --port 8291 \
         --public-url http://broker:8291 --journal /var/lib/slurm-qpu-broker/journal.db \
         --audit-log "$log/broker-audit.log" --reap-interval "${REAP_INTERVAL:-60}" \
-        >>"$log/broker.log" 2>&1
+        --status-interval "${STATUS_INTERVAL:-60}" >>"$log/broker.log" 2>&1
     ;;
 emulator)
     exec /usr/local/bin/slurm-qpu emulator --host 0.0.0.0 --port 8290 \

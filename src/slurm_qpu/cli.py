@@ -158,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     from slurm_qpu import runner
     from slurm_qpu.broker.cli import add_parser as add_broker
     from slurm_qpu.emulator.cli import add_parser as add_emulator
+    from slurm_qpu.status_cli import add_parsers as add_status
     from slurm_qpu.usage_cli import add_parser as add_usage
 
+    add_status(sub)
     add_usage(sub)
     runner.add_parser(sub)
     add_emulator(sub)

@@ -10,6 +10,7 @@ import socket
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--reap-interval", type=float, default=60.0, metavar="S",
                    help="how often to release the leases of jobs Slurm no longer runs "
                         "(default %(default)s s)")
+    p.add_argument("--status-interval", type=float, default=60.0, metavar="S",
+                   help="how often to ask the vendors for each QPU's status; 0: never "
+                        "(default %(default)s s)")
+    p.add_argument("--hold-unavailable", action=argparse.BooleanOptionalAction, default=True,
+                   help="while a vendor reports a QPU unavailable, hold new jobs for it "
+                        "PENDING with a Slurm reservation of its licenses (needs the broker's "
+                        "user as Slurm operator; default: on)")
+    p.add_argument("--scontrol", default="scontrol", metavar="PATH",
+                   help="scontrol command for the reservations (default %(default)s)")
     p.add_argument("--squeue", default="squeue", metavar="PATH",
                    help="squeue command the reaper runs (default %(default)s)")
     p.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
@@ -117,6 +127,7 @@ def _logging(level: str, audit_log: str | None, secrets: set[str]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from slurm_qpu.broker.availability import Availability, Reservations
     from slurm_qpu.broker.journal import Journal, JournalError
     from slurm_qpu.broker.server import Broker, Limits
     from slurm_qpu.broker.service import ConfigSource, LeaseService
@@ -151,13 +162,23 @@ def main(args: argparse.Namespace) -> int:
                     node_uids=frozenset({0, *args.node_uid}))
     stop = threading.Event()
 
-    def reaper() -> None:
-        while not stop.is_set():
-            try:
-                service.reap()
-            except Exception:
-                log.exception("reaper pass failed")
-            stop.wait(args.reap_interval)
+    def every(interval: float, what: str, work: Callable[[], object]) -> Callable[[], None]:
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    work()
+                except Exception:
+                    log.exception("%s pass failed", what)
+                stop.wait(interval)
+        return loop
+
+    watchers: list[tuple[str, float, Callable[[], object]]] = [
+        ("reaper", args.reap_interval, service.reap)]
+    if args.status_interval > 0:
+        service.availability = Availability(
+            service.config.get, service.factory,
+            Reservations(args.scontrol) if args.hold_unavailable else None)
+        watchers.append(("availability", args.status_interval, service.availability.check))
 
     try:
         url = broker.start(args.host, args.port)
@@ -165,7 +186,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
-    threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    for name, interval, work in watchers:
+        threading.Thread(target=every(interval, name, work), name=name, daemon=True).start()
     log.info("listening at %s (jobs reach it as %s); %d QPU(s): %s; journal %s; %d active "
              "lease(s)", url, public, len(resources), ", ".join(r.name for r in resources),
              journal_path, len(journal.active()))

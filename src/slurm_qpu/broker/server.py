@@ -411,6 +411,9 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 ex.send(200, service.metrics.render().encode(),
                         content_type="text/plain; version=0.0.4; charset=utf-8")
                 return
+            if path == "/v1/status" and self.command == "GET":
+                ex.send(200, json.dumps(service.status()).encode())
+                return
             if path == "/v1/catalog" and self.command == "GET":
                 config = service.config.get()
                 ex.send(200, json.dumps({r.name: r.current_type for r in config.resources}

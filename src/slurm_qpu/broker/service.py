@@ -16,8 +16,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from slurm_qpu import envcontract, overrides
+from slurm_qpu.broker.availability import Availability, QpuStatus
 from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
@@ -106,6 +108,8 @@ class LeaseService:
         self.release_retries = release_retries
         self.release_backoff = release_backoff
         self.tokens = TokenBook(journal.signing_key())
+        self.availability: Availability | None = None  # set by the broker's watcher
+        self.last_errors: dict[str, tuple[float, str]] = {}  # per QPU: when, what
         self.metrics = BrokerMetrics(self.active_counts)
         # weakly held: a job's lock lives while a thread holds or awaits it, then goes
         self._locks: weakref.WeakValueDictionary[int, _JobLock] = \
@@ -145,6 +149,25 @@ class LeaseService:
             for name in lease.names:
                 counts[name] = counts.get(name, 0) + 1
         return counts
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every QPU: the vendor's status (when the watcher runs), the jobs holding it,
+        the last acquisition error."""
+        holders: dict[str, list[int]] = {}
+        for lease in self.journal.active():
+            for name in lease.names:
+                holders.setdefault(name, []).append(lease.job_id)
+        if self.availability is not None:
+            statuses = self.availability.statuses()
+        else:
+            statuses = [QpuStatus(r.name, r.current_type) for r in self.config.get().resources]
+        out = []
+        for st in statuses:
+            error = self.last_errors.get(st.name)
+            out.append({**st.to_json(), "jobs": holders.get(st.name, []),
+                        "last_error": error[1] if error else None,
+                        "last_error_at": error[0] if error else None})
+        return out
 
     def _acquire(self, request: AcquireRequest) -> Outcome:
         facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
@@ -190,6 +213,8 @@ class LeaseService:
             self.metrics.vendor_errors.inc(
                 qpu=exc.qpu or "-", type=exc.qpu_type or "-", op="acquire",
                 error=type(cause).__name__ if cause is not None else "AcquisitionFailed")
+            if exc.qpu:
+                self.last_errors[exc.qpu] = (self.clock(), str(exc))
             for held in lease.held:  # rolled back by acquire_all
                 self.journal.mark_held_released(lease, held.name, None)
             self.journal.set_state(lease, State.FAILED, error=str(exc))

@@ -108,6 +108,7 @@ class DockerCluster:
     root: Path = ROOT
     source: Path = REPO
     reap_interval: int = 5
+    status_interval: int = 3  # the broker asks the vendors for the QPUs' status this often
     say: Callable[[str], None] = _say
     timings: dict[str, float] = field(default_factory=dict)
     _client: docker.DockerClient | None = None
@@ -359,7 +360,8 @@ class DockerCluster:
             volumes[str(self.root / "secrets")] = {"bind": "/run/secrets", "mode": "ro"}
             volumes[str(self.broker_state)] = {"bind": "/var/lib/slurm-qpu-broker",
                                                 "mode": "rw"}
-        env = {"REAP_INTERVAL": str(self.reap_interval)}
+        env = {"REAP_INTERVAL": str(self.reap_interval),
+               "STATUS_INTERVAL": str(self.status_interval)}
         return self.client.containers.run(
             IMAGE, [node.role], name=node.container, hostname=node.name, detach=True,
             network=NETWORK, volumes=volumes, environment=env,

@@ -73,6 +73,7 @@ class IbmQuantumCompute:
             auth=self.iam.headers)
         self.session_id = self.session_id or env.get(P + "SESSION_ID") or None
         self.status_reason: str | None = None  # why the backend is not accessible, if known
+        self.queue_depth: int | None = None  # jobs waiting at the backend, at the last check
 
     @property
     def resource_id(self) -> str:
@@ -81,6 +82,8 @@ class IbmQuantumCompute:
     def is_accessible(self) -> bool:
         status = self.api.get_json(f"/backends/{self.spec.name}/status")
         state = str(status.get("status", "")).lower()
+        depth = status.get("length_queue")
+        self.queue_depth = depth if isinstance(depth, int) else None
         if state in ("active", "online"):
             self.status_reason = None
             return True

@@ -120,11 +120,18 @@ class IbmQuantumSystem:
     def resource_id(self) -> str:
         return self.spec.name
 
+    status_reason: str | None = None  # why the backend is not accessible, at the last check
+
     def _backend(self, suffix: str = "") -> Any:
         return self.api.get_json(f"/v1/backends/{self.spec.name}{suffix}")
 
     def is_accessible(self) -> bool:
-        return str(self._backend().get("status", "")).lower() == "online"
+        backend = self._backend()
+        state = str(backend.get("status", "")).lower()
+        self.status_reason = None if state == "online" else (
+            f"IBM Quantum System reports {self.spec.name} {state or 'unknown'}"
+            + (f": {backend['message']}" if backend.get("message") else ""))
+        return self.status_reason is None
 
     def acquire(self) -> str:
         """The API has nothing to reserve; the token only tells jobs apart in our records."""
