@@ -41,6 +41,13 @@ def broker_url(plugstack: str = PLUGSTACK) -> str | None:
     return None
 
 
+def _aligned(table: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the last one (free text) runs on."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return "\n".join(("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+                      + "  " + row[-1]).rstrip() for row in table) + "\n"
+
+
 def _ago(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -61,9 +68,7 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         table.append([str(r["name"]), str(r["type"]), state,
                       "-" if depth is None else str(depth), jobs, _ago(r.get("checked_at")),
                       note])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
-                     + "  " + row[-1] for row in table).rstrip() + "\n"
+    return _aligned(table)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -135,9 +140,7 @@ def render_jobs(jobs: list[QueuedJob], unavailable: set[str]) -> str:
     for j in jobs:
         table.append([j.job_id, j.user, j.account, j.partition, j.state, ",".join(j.qpus),
                       j.elapsed, explain(j, unavailable)])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
-                     + "  " + row[-1] for row in table).rstrip() + "\n"
+    return _aligned(table)
 
 
 def _jobs(args: argparse.Namespace) -> int:
