@@ -436,7 +436,8 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 if lease is None:
                     raise Refused(404, f"job {job_id} has no lease")
                 who["user"] = lease.user or "-"
-                ex.send(200, json.dumps(lease_json(service, lease, with_env=False)).encode())
+                ex.send(200, json.dumps(lease_json(service, lease, with_env=False,
+                                                   with_usage=True)).encode())
                 return
             try:
                 data = json.loads(body or b"{}")
@@ -665,16 +666,20 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
     return _Handler
 
 
-def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool) -> dict[str, Any]:
+def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool,
+               with_usage: bool = False) -> dict[str, Any]:
+    """A lease as the node API answers it: with the job's environment for the prolog,
+    with the usage record for the epilog (which writes it into Slurm accounting)."""
     out: dict[str, Any] = {
         "job_id": lease.job_id, "generation": lease.gen, "state": lease.state.value,
         "user": lease.user, "uid": lease.uid, "qpus": lease.names, "error": lease.error,
         "created_at": lease.created_at, "expires_at": lease.expires_at,
         "released_at": lease.released_at, "release_errors": lease.release_errors,
         "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held],
-        "usage": [{**asdict(u), "session_seconds": u.session_seconds}
-                  for u in service.journal.usage(lease)],
     }
     if with_env:
         out["env"] = service.environment(lease)
+    if with_usage:
+        out["usage"] = [{**asdict(u), "session_seconds": u.session_seconds}
+                        for u in service.journal.usage(lease)]
     return out
