@@ -154,6 +154,10 @@ class Lab:
     def _netns(self, k: int) -> str:
         return f"sqpu{self.slot}n{k}"
 
+    def _veth(self, k: int) -> str:
+        """The host-side end of node ``k``'s link to the lab bridge."""
+        return f"sqpu{self.slot}v{k}"
+
     @property
     def _ctld_port(self) -> int:
         return 6817 + 10 * self.slot
@@ -434,7 +438,7 @@ class Lab:
         _run(["ip", "link", "set", br, "up"])
         forward_on_bridge(br, True)
         for k in range(1, self.nodes + 1):
-            ns, veth = self._netns(k), f"sqpu{self.slot}v{k}"
+            ns, veth = self._netns(k), self._veth(k)
             _run(["ip", "netns", "add", ns])
             _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                   "netns", ns])
@@ -484,6 +488,12 @@ class Lab:
             for pid in pids:  # job processes left behind in the node
                 _stop(int(pid), grace=1.0)
             _run(["ip", "netns", "del", ns], check=False)
+        # A lab killed mid-run (or one in a chroot whose /run/netns is gone) leaves its
+        # host-side veth ends behind; the next bring-up would fail with "File exists".
+        for k in range(1, 9):
+            veth = self._veth(k)
+            if Path(f"/sys/class/net/{veth}").exists():
+                _run(["ip", "link", "del", veth], check=False)
         _run(["ip", "link", "del", self._bridge], check=False)
         forward_on_bridge(self._bridge, False)
         if not quiet:
