@@ -97,7 +97,8 @@ def usage_of(answer: dict[str, object]) -> list[QpuUsage]:
         try:
             out.append(QpuUsage(str(item["qpu"]), str(item["type"]), item.get("start"),
                                 item.get("end"), int(item.get("vendor_jobs") or 0),
-                                item.get("shots"), item.get("qpu_seconds")))
+                                item.get("shots"), item.get("qpu_seconds"),
+                                item.get("selected_by") or None))
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return out

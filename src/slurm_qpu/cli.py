@@ -65,7 +65,7 @@ def _config_publish(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.file).with_name(CATALOG_NAME)
     try:
         config = load_config(args.file)
-        write_catalog({r.name: r.current_type for r in config.resources}, Path(args.file), out)
+        write_catalog([r.known() for r in config.resources], Path(args.file), out)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slurm_qpu.names import NAME_PATTERN, is_valid_name
+from slurm_qpu.selection import Known, Placement, simulator_by_type
 from slurm_qpu.types import LEGACY_TYPES, current_environment, current_type
 
 
@@ -63,8 +64,22 @@ class SlurmPolicy(BaseModel):
     partitions: tuple[str, ...] | None = None
     accounts: tuple[str, ...] | None = None
     qos: tuple[str, ...] | None = None
+    # what --qpu=any: selections filter on, when the vendor is not to be asked (or cannot
+    # tell): the QPU's qubit count and whether it is a simulator
+    num_qubits: int | None = Field(default=None, ge=1)
+    is_simulator: bool | None = None
 
     _strip = model_validator(mode="before")(_drop_comments)
+
+    def refusal(self, where: Placement) -> str | None:
+        """Why a job placed ``where`` may not use the QPU (None: it may; an unknown
+        partition, account or QOS is not held against it). The words of job_submit.lua."""
+        checks = (("partition", where.partition, self.partitions),
+                  ("account", where.account, self.accounts), ("QOS", where.qos, self.qos))
+        for what, value, allowed in checks:
+            if allowed is not None and value and value not in allowed:
+                return f"not for {what} {value} (allowed: {','.join(allowed)})"
+        return None
 
 
 class ResourceDef(BaseModel):
@@ -118,6 +133,16 @@ class ResourceDef(BaseModel):
     def current_type(self) -> str:
         """The type's current name (legacy names map to their successor)."""
         return current_type(self.type)
+
+    @property
+    def is_simulator(self) -> bool:
+        if self.slurm.is_simulator is not None:
+            return self.slurm.is_simulator
+        return simulator_by_type(self.current_type, self.name)
+
+    def known(self) -> Known:
+        """What the configuration alone says for ``--qpu=any:`` selections."""
+        return Known(self.name, self.current_type, self.slurm.num_qubits, self.is_simulator)
 
     @property
     def is_legacy_type(self) -> bool:
@@ -196,7 +221,8 @@ def _problems_from(exc: ValidationError, data: Any, file: str) -> Iterable[Probl
             msg = "unknown field (allowed: name, type, environment, is_dynamic, slurm; "\
                   "use a key starting with '_' for comments)"
             if loc[2:3] == ["slurm"]:
-                msg = "unknown field (allowed in slurm: max_jobs, partitions, accounts, qos)"
+                msg = ("unknown field (allowed in slurm: max_jobs, partitions, accounts, qos, "
+                       "num_qubits, is_simulator)")
             if len(loc) == 1:
                 msg = "unknown field (allowed: resources)"
         if loc[:1] == ["resources"] and len(loc) >= 2 and isinstance(loc[1], int):

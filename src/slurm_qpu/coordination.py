@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from slurm_qpu.selection import Placement
 from slurm_qpu.slurmcli import Scontrol, Squeue
 
 MARK = "slurm-qpu:v1:"
@@ -52,6 +53,7 @@ class JobView:
     time_limit_seconds: int | None
     record: PublicRecord | None
     restart_count: int = 0
+    placement: Placement = field(default_factory=Placement)  # for any: selections
 
 
 class JobBoard(Protocol):
@@ -70,7 +72,7 @@ class SlurmJobBoard:
     def view(self, job_id: int) -> JobView:
         job = self.squeue.job(job_id)
         return JobView(job.time_limit_seconds, PublicRecord.decode(job.admin_comment),
-                       job.restart_count)
+                       job.restart_count, job.placement)
 
     def publish(self, job_id: int, record: PublicRecord) -> None:
         self.scontrol.set_admin_comment(job_id, record.encode())

@@ -3,6 +3,8 @@
 Job-wide, for the job's QPUs in the order requested:
   QRMI_JOB_QPU_RESOURCES=a,b   QRMI_JOB_QPU_TYPES=t1,t2   (+ legacy SLURM_JOB_QPU_*)
   QRMI_JOB_ID, QRMI_JOB_UID
+  SLURM_QPU_REQUEST=the --qpu value as given (say any:ibm_*, which QRMI_JOB_QPU_RESOURCES
+  then resolves to the QPU the job's start picked)
 Per resource N:
   N_<KEY> for every key of its config ``environment`` (legacy keys also under current names)
   N_QRMI_JOB_ACQUISITION_TOKEN, N_QRMI_JOB_TIMEOUT_SECONDS
@@ -57,6 +59,7 @@ def build(
     time_limit_seconds: int | None,
     extra_env: Mapping[str, str] | None = None,
     environments: Mapping[str, Mapping[str, str]] | None = None,
+    request: str | None = None,
 ) -> EnvContract:
     """The contract for ``acquired``. By default each resource's config environment gives
     the defaults (direct mode, as spank_qrmi). ``environments`` (resource name -> values)
@@ -73,6 +76,8 @@ def build(
     }
     if uid is not None:
         forced["QRMI_JOB_UID"] = str(uid)
+    if request:
+        forced["SLURM_QPU_REQUEST"] = request
     forced.update(extra_env or {})
     defaults: dict[str, str] = {}
     timeout = str(timeout_seconds(time_limit_seconds))

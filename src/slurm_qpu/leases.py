@@ -43,6 +43,7 @@ class LeasedResource:
     type: str
     token: str
     acquired_at: float
+    selected_by: str | None = None  # the --qpu=any: selection that picked this QPU
 
 
 @dataclass

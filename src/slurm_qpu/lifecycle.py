@@ -14,7 +14,7 @@ from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR
-from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.names import RequestError, parse_request
 from slurm_qpu.overrides import apply as apply_overrides
 from slurm_qpu.overrides import decode as decode_overrides
 from slurm_qpu.redact import secrets_of
@@ -26,6 +26,7 @@ from slurm_qpu.resources.base import (
     ResourceError,
     ResourceSpec,
 )
+from slurm_qpu.selection import check_request
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import SlurmCommandError
 from slurm_qpu.usage import QpuUsage
@@ -66,13 +67,13 @@ class AcquisitionFailed(Exception):
         self.qpu_type = qpu_type
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ResourceError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
-def _spec(resource: ResourceDef, job: JobFacts, timeout: int | None,
+def resource_spec(resource: ResourceDef, job: JobFacts, timeout: int | None,
           overrides: Mapping[str, str] | None = None) -> ResourceSpec:
     environment = resource.effective_environment()
     if overrides:
@@ -95,7 +96,7 @@ def acquire_all(
             log.info("QPU %s: type %r is deprecated; using %r", rdef.name, rdef.type,
                      rdef.current_type)
         try:
-            resource = factory(_spec(rdef, job, timeout, (overrides or {}).get(rdef.name)))
+            resource = factory(resource_spec(rdef, job, timeout, (overrides or {}).get(rdef.name)))
             if not resource.is_accessible():
                 # a type may know why (the vendor's status message): say it
                 reason = getattr(resource, "status_reason", None)
@@ -108,8 +109,8 @@ def acquire_all(
                     prev.release(acq.token)
                 except Exception as rexc:
                     log.error("job %s: rollback release of %s failed: %s", job.job_id,
-                              acq.resource.name, _describe(rexc))
-            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {_describe(exc)}",
+                              acq.resource.name, describe_error(rexc))
+            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {describe_error(exc)}",
                                     rdef.name, rdef.current_type) from exc
         log.debug("job %s: acquired %s", job.job_id, rdef.name)
         done.append((resource, Acquired(rdef, token)))
@@ -119,12 +120,14 @@ def acquire_all(
 
 
 def _resolve(raw_request: str | None, config_path: str) -> tuple[list[str], QrmiConfig]:
-    names = parse_request(raw_request)
+    """The request's items (names and ``any:`` selections), each checked against the
+    config; selections are resolved to QPUs later, by the node that acquires."""
+    items = parse_request(raw_request)
     config = load_config(config_path)
     for resource in config.resources:  # no credential in any log line from here on
         REDACTOR.add(secrets_of(resource.effective_environment()))
-    check_known(names, config.names())
-    return names, config
+    check_request(items, [r.known() for r in config.resources])
+    return items, config
 
 
 def run_prolog(
@@ -160,12 +163,11 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
                   uid=job.uid, user=job.user)
     owner = lease.owner
     try:
-        names, config = _resolve(raw, str(settings.config))
+        items, config = _resolve(raw, str(settings.config))
     except (RequestError, ConfigError) as exc:
         lease.error = f"--qpu={raw}: {exc}" if raw is not None else str(exc)
         return _announce(lease, board, job, _run_of(board, job, lease))
-    lease.names = names
-    defs = [r for n in names if (r := config.get(n)) is not None]
+    lease.names = items
     try:
         view = wait_for_record(board, job.job_id, settings.peer_timeout) if not owner \
             else board.view(job.job_id)
@@ -182,7 +184,17 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
         view = None
     limit = view.time_limit_seconds if view else None
     timeout = envcontract.timeout_seconds(limit)
+    selected: dict[str, str] = {}
     if owner:
+        from slurm_qpu.probe import resolve_request  # probe builds on this module
+
+        try:
+            lease.names, selected = resolve_request(
+                items, config, factory, placement=view.placement if view else None)
+        except RequestError as exc:
+            lease.error = f"--qpu={raw}: {exc}"
+            return _announce(lease, board, job, view.restart_count if view else 0)
+        defs = [r for n in lease.names if (r := config.get(n)) is not None]
         checked = decode_overrides(overrides, {d.name: d.type for d in defs})
         for warning in checked.refused:
             log.warning("job %s: %s", job.job_id, warning)
@@ -196,14 +208,19 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
         if record is None or record.state != LeaseState.ACQUIRED.value:
             lease.error = record.error if record and record.error else "acquisition failed"
             return lease
+        # the first node resolved any selections: its record names the QPUs
+        lease.names = [str(r["name"]) for r in record.resources]
         tokens = {r["name"]: r["token"] for r in record.resources}
-        acquired = [Acquired(d, tokens[d.name]) for d in defs if d.name in tokens]
+        acquired = [Acquired(d, tokens[d.name]) for n in lease.names
+                    if (d := config.get(n)) is not None and d.name in tokens]
     now = time.time()
     lease.state = LeaseState.ACQUIRED
-    lease.resources = [LeasedResource(a.resource.name, a.resource.current_type, a.token, now)
+    lease.resources = [LeasedResource(a.resource.name, a.resource.current_type, a.token, now,
+                                      selected.get(a.resource.name))
                        for a in acquired]
     contract = envcontract.build(acquired, job_id=job.job_id, uid=job.uid,
-                                 time_limit_seconds=limit, extra_env=settings.extra_env)
+                                 time_limit_seconds=limit, extra_env=settings.extra_env,
+                                 request=raw)
     lease.env, lease.env_defaults = contract.forced, contract.defaults
     return _announce(lease, board, job, view.restart_count if view else 0)
 
@@ -258,8 +275,8 @@ def run_epilog(
     if released and lease.resources:
         log.info("job %s: released %s", job.job_id, ",".join(r.name for r in lease.resources))
         if on_usage is not None:
-            on_usage([QpuUsage(r.name, r.type, r.acquired_at, lease.released_at)
-                      for r in lease.resources])
+            on_usage([QpuUsage(r.name, r.type, r.acquired_at, lease.released_at,
+                               selected_by=r.selected_by) for r in lease.resources])
     return lease
 
 
@@ -276,7 +293,7 @@ def _release(lease: Lease, job: JobFacts, settings: PluginSettings, factory: Res
                                        factory, retries, backoff)
         if failure is not None:
             msg = (f"cannot release QPU {held.name} (token {held.token}) after "
-                   f"{retries} attempts: {_describe(failure)}")
+                   f"{retries} attempts: {describe_error(failure)}")
             lease.release_errors.append(msg)
             log.error("job %s: %s", job.job_id, msg)
 
@@ -289,7 +306,7 @@ def release_with_retries(config: QrmiConfig | None, name: str, type_name: str, t
     rdef = (config.get(name) if config else None) or ResourceDef(name=name, type=type_name)
     for attempt in range(1, retries + 1):
         try:
-            factory(_spec(rdef, job, None)).release(token)
+            factory(resource_spec(rdef, job, None)).release(token)
             return None
         except Exception as exc:
             if attempt == retries:

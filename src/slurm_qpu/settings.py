@@ -2,7 +2,7 @@
 
     required spank_qpu.so [CONFIG] [config=PATH] [names=PATH] [state_dir=DIR] [log_level=LEVEL]
                           [peer_timeout=SECONDS] [scontrol=PATH] [broker=URL]
-                          [broker_timeout=SECONDS] [--env:NAME=VALUE ...]
+                          [broker_timeout=SECONDS] [log_json=PATH] [--env:NAME=VALUE ...]
 
 A bare first argument is the config path, as for spank_qrmi, so its plugstack line works
 unchanged. ``%n`` in ``state_dir`` expands to the short host name, which keeps the lab's
@@ -50,6 +50,7 @@ class PluginSettings:
     # is needed (or should be) on the compute nodes
     broker: str | None = None
     broker_timeout: float = 60.0  # how long a prolog keeps trying a broker that is down
+    log_json: str | None = None  # also log JSON lines (job id on each) to this file
     warnings: tuple[str, ...] = ()
 
     @property
@@ -90,6 +91,11 @@ def parse_args(args: list[str]) -> PluginSettings:
             values["state_dir"] = value
         elif key in ("scontrol", "squeue", "sacctmgr"):
             values[key] = value
+        elif key == "log_json":
+            if not value.startswith("/"):
+                raise SettingsError(f"plugstack argument log_json={value}: expected an "
+                                    "absolute path, e.g. log_json=/var/log/slurm-qpu/plugin.json")
+            values["log_json"] = value
         elif key == "log_level":
             if value.lower() not in LOG_LEVELS:
                 raise SettingsError(f"plugstack argument log_level={value}: use one of "

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from slurm_qpu.selection import Placement
 
 _KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_/:]*)=")
 
@@ -47,6 +49,7 @@ class JobRecord:
     restart_count: int
     user: str | None = None
     states: tuple[str, ...] = ()
+    placement: Placement = field(default_factory=Placement)
 
 
 def parse_squeue_json(text: str, job_id: int) -> JobRecord:
@@ -63,7 +66,9 @@ def parse_squeue_json(text: str, job_id: int) -> JobRecord:
     return JobRecord(limit, str(job.get("admin_comment") or ""),
                      json_number(job.get("restart_cnt")) or 0,
                      str(job["user_name"]) if job.get("user_name") else None,
-                     _states(job.get("job_state")))
+                     _states(job.get("job_state")),
+                     Placement(*(str(job[k]) if job.get(k) else None
+                                 for k in ("partition", "account", "qos"))))
 
 
 # What squeue may still list for a while after a job ended (MinJobAge).

@@ -55,6 +55,7 @@ class QpuUsage:
     vendor_jobs: int = 0
     shots: int | None = None  # None: no vendor job reported its shots
     qpu_seconds: float | None = None  # the vendor's billed QPU time, when it reports it
+    selected_by: str | None = None  # the --qpu=any: selection that picked the QPU
 
     @property
     def session_seconds(self) -> float | None:
@@ -70,6 +71,8 @@ class QpuUsage:
                  "vendor_jobs": str(self.vendor_jobs),
                  "shots": "" if self.shots is None else str(self.shots),
                  "qpu_s": "" if self.qpu_seconds is None else f"{self.qpu_seconds:.3f}"}
+        if self.selected_by:  # last: its filter holds '=' (split once) but never ',' or ';'
+            items["via"] = self.selected_by
         return ",".join(f"{k}={v}" for k, v in items.items())
 
 
@@ -91,7 +94,8 @@ def decode(text: str) -> list[QpuUsage]:
                 item["qpu"], item.get("type", ""), _ts(item.get("start", "")),
                 _ts(item.get("end", "")), int(item.get("vendor_jobs") or 0),
                 int(item["shots"]) if item.get("shots") else None,
-                float(item["qpu_s"]) if item.get("qpu_s") else None))
+                float(item["qpu_s"]) if item.get("qpu_s") else None,
+                item.get("via") or None))
         except (KeyError, ValueError):
             continue  # a damaged record is skipped, the others still count
     return out

@@ -96,3 +96,22 @@ def test_broker_help_explains_broker_mode(capsys: pytest.CaptureFixture[str]) ->
         main(["broker", "--help"])
     out = capsys.readouterr().out
     assert "broker=URL" in out and "chmod 600" in out
+
+
+def test_log_format_json_puts_the_job_id_on_every_line_of_a_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import lease_service, sim_resources
+
+    from slurm_qpu.broker.cli import _logging
+    from slurm_qpu.broker.service import AcquireRequest
+
+    _logging("info", None, {"k-123456"}, "json")
+    service = lease_service(tmp_path, sim_resources(tmp_path / "ledger.jsonl"))
+    service.acquire(AcquireRequest(6, user="bob", uid=1001, qpus="sim_a", time_limit=60))
+    service.release(6)
+    lines = [json.loads(raw) for raw in capsys.readouterr().err.splitlines()]
+    assert [(line["job_id"], line["level"], line["component"]) for line in lines
+            if line["logger"].startswith("slurm_qpu")] == [
+        (6, "info", "broker"), (6, "info", "broker")]
+    assert [line["message"] for line in lines] == ["job 6: acquired sim_a for bob",
+                                                   "job 6: released sim_a"]

@@ -189,12 +189,24 @@ def test_a_version_1_journal_with_a_lease_held_is_migrated_and_keeps_the_lease(
     assert (lease.job_id, lease.state, lease.holds("sim_a").token) == (9, State.ACQUIRED,
                                                                       "tok-a")
     assert journal.owns_vendor_job(lease, "sim_a", "vj-1")
+    assert (lease.request, lease.selected) == (None, {})  # schema 3: no selection then
     journal.add_vendor_job(lease, "sim_a", "vj-2", shots=100)
     journal.set_vendor_job_usage(lease, "sim_a", "vj-2", qpu_seconds=1.5)
     [usage] = journal.usage(lease)
     assert (usage.vendor_jobs, usage.shots, usage.qpu_seconds) == (2, 100, 1.5)
     journal.close()
     Journal(path).close()  # and opens again as the current version
+
+
+def test_a_lease_keeps_its_request_and_what_its_selections_picked(path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user="alice", uid=1000, names=["sim_b"], overrides={},
+                          expires_at=None, request="any:sim_*", selected={"sim_b": "any:sim_*"})
+    journal.add_held(lease, Held("sim_b", "local-simulator", "tok-b", 1001.0))
+    again = journal.current(5)
+    assert again is not None
+    assert (again.request, again.selected) == ("any:sim_*", {"sim_b": "any:sim_*"})
+    assert [u.selected_by for u in journal.usage(again)] == ["any:sim_*"]
 
 
 def test_a_journal_that_cannot_be_migrated_says_so(path: Path) -> None:

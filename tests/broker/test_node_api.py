@@ -98,7 +98,7 @@ def test_a_failed_acquisition_is_answered_with_its_reason(
     lease = b.acquire(5, "sim_a")
     assert lease["state"] == "failed" and lease["env"] == {}
     assert lease["error"] == ("cannot acquire QPU sim_a: not accessible now (offline or in "
-                              "maintenance)")
+                              "maintenance): sim_a is maintenance")
 
 
 def test_refused_overrides_come_back_as_warnings(b: BrokerUnderTest) -> None:

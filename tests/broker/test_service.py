@@ -111,6 +111,32 @@ def test_a_request_for_an_unknown_qpu_fails_the_lease_with_the_reason(
     assert read_ledger(ledger) == []
 
 
+def test_selections_spread_jobs_over_the_least_busy_qpus_within_their_limits(
+        tmp_path: Path, ledger: Path) -> None:
+    service = sims(tmp_path, ledger)
+    first = service.acquire(ask(5, "any:sim_*")).lease
+    second = service.acquire(ask(6, "any:sim_*")).lease
+    assert (first.names, second.names) == (["sim_a"], ["sim_b"])
+    assert first.selected == {"sim_a": "any:sim_*"} and first.request == "any:sim_*"
+    env = service.environment(first)
+    assert (env["QRMI_JOB_QPU_RESOURCES"], env["SLURM_QPU_REQUEST"]) == ("sim_a", "any:sim_*")
+    third = service.acquire(ask(7, "any:sim_*")).lease
+    assert third.state is State.FAILED
+    assert third.error == ("--qpu=any:sim_*: no QPU matching any:sim_* is available now "
+                           "(sim_a: held by 1 job(s), its limit; sim_b: held by 1 job(s), "
+                           "its limit)")
+    service.release(5)
+    [usage] = service.journal.usage(service.journal.current(5))  # type: ignore[arg-type]
+    assert (usage.qpu, usage.selected_by) == ("sim_a", "any:sim_*")
+    assert service.acquire(ask(8, "any:sim_*")).lease.names == ["sim_a"]
+
+
+def test_a_selection_passes_over_a_qpu_its_vendor_reports_unavailable(
+        tmp_path: Path, ledger: Path) -> None:
+    service = sims(tmp_path, ledger, sim_a={"STATUS": "maintenance"})
+    assert service.acquire(ask(5, "any:sim_*")).lease.names == ["sim_b"]
+
+
 def test_an_unreadable_config_fails_the_lease_with_the_reason(
         tmp_path: Path, ledger: Path) -> None:
     service = sims(tmp_path, ledger)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.catalog import CatalogError, is_stale, read_catalog, write_catalog
+from slurm_qpu.selection import Known
 
 WriteJson = Callable[..., Path]
 
@@ -105,22 +106,36 @@ def test_catalog_skips_entries_without_a_name_and_keeps_first_duplicate(
 
 def test_write_catalog_writes_mode_0644_atomically(tmp_path: Path) -> None:
     out = tmp_path / "pub" / "qpu_names.json"
-    write_catalog({"sim_a": "local-simulator", "q": "ibm-quantum-system"},
+    write_catalog([Known("sim_a", "local-simulator", None, True),
+                   Known("q", "ibm-quantum-system", 127, False)],
                   tmp_path / "qrmi_config.json", out)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert os.listdir(out.parent) == ["qpu_names.json"]  # no temporary file left
     data = json.loads(out.read_text())
     assert data["format"] == "slurm-qpu-catalog/1"
-    assert data["resources"] == [{"name": "sim_a", "type": "local-simulator"},
-                                 {"name": "q", "type": "ibm-quantum-system"}]
+    assert data["resources"] == [
+        {"name": "sim_a", "type": "local-simulator", "is_simulator": True},
+        {"name": "q", "type": "ibm-quantum-system", "num_qubits": 127, "is_simulator": False}]
     assert str(tmp_path / "qrmi_config.json") in data["_comment"]
 
 
 def test_written_catalog_is_read_back_by_read_catalog(tmp_path: Path) -> None:
     out = tmp_path / "qpu_names.json"
-    write_catalog({"b": "pasqal-local", "a": "local-simulator"}, tmp_path / "cfg.json", out)
-    assert read_catalog(tmp_path / "cfg.json", out).types == {"b": "pasqal-local",
-                                                              "a": "local-simulator"}
+    written = [Known("b", "pasqal-local", 20, False), Known("a", "local-simulator", None, True)]
+    write_catalog(written, tmp_path / "cfg.json", out)
+    catalog = read_catalog(tmp_path / "cfg.json", out)
+    assert catalog.types == {"b": "pasqal-local", "a": "local-simulator"}
+    assert list(catalog.known) == written
+
+
+def test_catalog_read_from_the_config_takes_declared_facts_from_slurm(
+        write_json: WriteJson) -> None:
+    config = write_json({"resources": [
+        {"name": "ibm_x", "type": "ibm-quantum-system", "slurm": {"num_qubits": 156}},
+        {"name": "EMU_MPS", "type": "pasqal-cloud"}]})
+    assert list(read_catalog(config, config).known) == [
+        Known("ibm_x", "ibm-quantum-system", 156, False),
+        Known("EMU_MPS", "pasqal-cloud", None, True)]
 
 
 def test_is_stale_when_catalog_is_missing(example_config: Path) -> None:

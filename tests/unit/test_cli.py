@@ -91,8 +91,9 @@ def test_config_publish_writes_world_readable_catalog_of_names_and_current_types
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     data = json.loads(out.read_text())
     assert data["format"] == "slurm-qpu-catalog/1"
-    assert data["resources"] == [{"name": "ibm_fez", "type": "ibm-quantum-compute-service"},
-                                 {"name": "sim_a", "type": "local-simulator"}]
+    assert data["resources"] == [
+        {"name": "ibm_fez", "type": "ibm-quantum-compute-service", "is_simulator": False},
+        {"name": "sim_a", "type": "local-simulator", "is_simulator": True}]
 
 
 def test_config_publish_leaves_every_environment_value_out_of_the_catalog(

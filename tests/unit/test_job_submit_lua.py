@@ -150,8 +150,11 @@ def test_an_unknown_qpu_is_refused_at_submit_even_past_the_client_check(script: 
 
 
 def test_an_any_selection_brings_no_license_and_skips_qpus_it_may_not_use(script: Path) -> None:
-    # the broker picks among the matching QPUs at start and honours max_jobs there
+    # the plugin picks among the matching QPUs at start and honours max_jobs and the
+    # partition/account/QOS policy there
     assert submit(script, "any:ibm_*")[:2] == (0, "")
+    assert submit(script, "any:name=ibm_torino&min_qubits=100")[:2] == (0, "")
+    assert submit(script, "min_qubits=100,ibm_manila")[:2] == (0, "qpu_ibm_manila:1")
 
 
 def test_removing_the_qpu_license_later_is_refused(script: Path) -> None:

@@ -110,6 +110,50 @@ def owner_record(token: str = "tok-owner") -> PublicRecord:
                         [{"name": "sim_a", "type": "local-simulator", "token": token}])
 
 
+# ---------------------------------------------------------------- --qpu=any: selections
+
+
+def test_prolog_resolves_a_selection_to_the_least_busy_qpu_and_says_so(
+    tmp_path: Path, sim_config: MakeSimConfig, read_ledger: ReadLedger
+) -> None:
+    config = sim_config(sim_a={"QUEUE_DEPTH": "4"}, sim_b={"QUEUE_DEPTH": "1"})
+    lease = run_prolog(ONE_NODE, "any:sim_*", settings(config), store(tmp_path), FakeBoard())
+    assert lease.state is LeaseState.ACQUIRED
+    assert lease.names == ["sim_b"]
+    assert [(r.name, r.selected_by) for r in lease.resources] == [("sim_b", "any:sim_*")]
+    assert lease.env["QRMI_JOB_QPU_RESOURCES"] == "sim_b"
+    assert lease.env["SLURM_QPU_REQUEST"] == "any:sim_*"
+    assert [(e, r) for e, r, _ in read_ledger()] == [("acquire", "sim_b")]
+    usage: list[object] = []
+    run_epilog(ONE_NODE, settings(config), store(tmp_path), on_usage=usage.extend)
+    assert [(u.qpu, u.selected_by) for u in usage] == [("sim_b", "any:sim_*")]  # type: ignore[attr-defined]
+
+
+def test_prolog_fails_the_job_when_no_qpu_matching_the_selection_is_available(
+    tmp_path: Path, sim_config: MakeSimConfig, read_ledger: ReadLedger
+) -> None:
+    config = sim_config(sim_a={"STATUS": "maintenance"}, sim_b={"STATUS": "offline"})
+    lease = run_prolog(ONE_NODE, "any:sim_*", settings(config), store(tmp_path), FakeBoard())
+    assert lease.state is LeaseState.FAILED
+    assert lease.error == ("--qpu=any:sim_*: no QPU matching any:sim_* is available now "
+                           "(sim_a: unavailable (sim_a is maintenance); sim_b: unavailable "
+                           "(sim_b is offline))")
+    assert read_ledger() == []
+
+
+def test_other_nodes_take_the_qpu_the_first_node_picked(
+    tmp_path: Path, sim_config: MakeSimConfig
+) -> None:
+    config = sim_config()
+    record = PublicRecord("acquired", "n1",
+                          [{"name": "sim_b", "type": "local-simulator", "token": "tok-b"}])
+    lease = run_prolog(SECOND, "any:sim_*", settings(config), store(tmp_path, "n2"),
+                       FakeBoard(record=record), factory=never_called)
+    assert lease.names == ["sim_b"]
+    assert lease.env["QRMI_JOB_QPU_RESOURCES"] == "sim_b"
+    assert lease.env["sim_b_QRMI_JOB_ACQUISITION_TOKEN"] == "tok-b"
+
+
 # ---------------------------------------------------------------- JobFacts
 
 
@@ -285,7 +329,7 @@ def test_qpu_in_maintenance_gives_not_accessible(
     lease = run_prolog(ONE_NODE, "sim_a", settings(config), store(tmp_path), FakeBoard())
     assert lease.state is LeaseState.FAILED
     assert lease.error == ("cannot acquire QPU sim_a: not accessible now (offline or in "
-                           "maintenance)")
+                           "maintenance): sim_a is maintenance")
     assert read_ledger() == []
 
 

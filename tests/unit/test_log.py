@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from slurm_qpu.log import SlurmHandler, route_to_slurm, slurm_level
+from slurm_qpu.log import (
+    REDACTOR,
+    JsonFormatter,
+    SlurmHandler,
+    job_scope,
+    route_to_slurm,
+    slurm_level,
+)
 
 
 def emit(level: int, msg: str, *args: object, exc: bool = False) -> list[tuple[int, str]]:
@@ -90,3 +100,61 @@ def test_route_to_slurm_level_filters_records() -> None:
     logging.getLogger("slurm_qpu.x").warning("dropped")
     logging.getLogger("slurm_qpu.x").error("kept")
     assert lines == [(0, "kept")]
+
+
+# ---------------------------------------------------------------- JSON lines
+
+
+def json_record(msg: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("slurm_qpu.lifecycle", logging.INFO, __file__, 1, msg, (), None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_a_json_line_carries_the_job_of_its_scope() -> None:
+    with job_scope(42):
+        line = json.loads(JsonFormatter("job_prolog").format(json_record("acquired sim_a")))
+    assert line["job_id"] == 42
+    assert (line["level"], line["logger"], line["message"], line["component"]) == \
+        ("info", "slurm_qpu.lifecycle", "acquired sim_a", "job_prolog")
+    assert line["time"].endswith("Z")
+    assert json.loads(JsonFormatter().format(json_record("outside")))["job_id"] is None
+
+
+def test_a_record_s_own_job_id_wins_over_the_scope() -> None:
+    with job_scope(1):
+        line = json.loads(JsonFormatter().format(json_record("reaped", job_id=7)))
+    assert line["job_id"] == 7
+
+
+@pytest.fixture
+def restore_package_logger() -> Iterator[None]:
+    logger = logging.getLogger("slurm_qpu")
+    saved = list(logger.handlers)
+    yield
+    for handler in logger.handlers:
+        if handler not in saved:
+            handler.close()
+    logger.handlers[:] = saved
+
+
+@pytest.mark.usefixtures("restore_package_logger")
+def test_route_to_slurm_also_writes_masked_json_lines_to_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "plugin.json"
+    REDACTOR.add({"s3cr3t-value"})
+    for _ in range(2):  # idempotent: one file handler
+        route_to_slurm(lambda lvl, text: None, logging.INFO, str(path), "job_epilog")
+    with job_scope(9):
+        logging.getLogger("slurm_qpu.x").info("token s3cr3t-value released")
+    [line] = [json.loads(raw) for raw in path.read_text().splitlines()]
+    assert (line["job_id"], line["component"]) == (9, "job_epilog")
+    assert "s3cr3t-value" not in line["message"]
+
+
+@pytest.mark.usefixtures("restore_package_logger")
+def test_an_unwritable_json_log_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    lines: list[tuple[int, str]] = []
+    route_to_slurm(lambda lvl, text: lines.append((lvl, text)), logging.INFO,
+                   str(tmp_path / "missing-dir" / "plugin.json"))
+    assert lines == [(1, f"warning: plugstack.conf: cannot write JSON log {tmp_path}/"
+                         "missing-dir/plugin.json: No such file or directory")]

@@ -50,7 +50,8 @@ def test_an_unknown_slurm_setting_names_the_allowed_ones():
         parse_config({"resources": [{"name": "x", "type": "pasqal-cloud",
                                      "slurm": {"max_job": 2}}]}, "c.json")
     assert str(err.value) == ("c.json: resource 'x': field 'slurm.max_job': unknown field "
-                              "(allowed in slurm: max_jobs, partitions, accounts, qos)")
+                              "(allowed in slurm: max_jobs, partitions, accounts, qos, "
+                              "num_qubits, is_simulator)")
 
 
 def test_a_qpu_without_slurm_settings_allows_one_job_and_everyone():

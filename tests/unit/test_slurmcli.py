@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner
+from slurm_qpu.selection import Placement
+from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner, parse_squeue_json
 
 SHOW_JOB = (
     "JobId=5 JobName=qpu demo UserId=alice(1000) GroupId=alice(1000) MCS_label=N/A "
@@ -131,3 +133,13 @@ def test_set_admin_comment_rejects_whitespace_without_running_scontrol(
         Scontrol(str(script)).set_admin_comment(5, text)
     assert str(excinfo.value) == "AdminComment text must not contain whitespace"
     assert calls(tmp_path) == []
+
+
+def test_squeue_json_gives_the_job_s_partition_account_and_qos() -> None:
+    text = json.dumps({"jobs": [
+        {"job_id": 7, "time_limit": {"set": True, "number": 10}, "admin_comment": "",
+         "restart_cnt": 0, "user_name": "alice", "job_state": ["RUNNING"],
+         "partition": "quantum", "account": "physics", "qos": "normal"}]})
+    job = parse_squeue_json(text, 7)
+    assert (job.time_limit_seconds, job.user) == (600, "alice")
+    assert job.placement == Placement("quantum", "physics", "normal")

@@ -151,6 +151,31 @@ def test_option_with_known_names_is_accepted_silently(
     assert fake.logs == []
 
 
+def test_option_with_a_selection_that_could_match_is_accepted(
+    fake: FakeSpank, example_config: Path
+) -> None:
+    fake.ctx = "allocator"
+    assert spank.option([str(example_config)], "any:sim_*", 0) == 0
+    assert fake.logs == []
+
+
+def test_option_with_a_selection_nothing_can_match_rejects_the_submission(
+    fake: FakeSpank, example_config: Path
+) -> None:
+    fake.ctx = "allocator"
+    assert spank.option([str(example_config)], "any:ibm_*", 0) == 1
+    assert fake.logs == [(0, "--qpu: no configured QPU matches any:ibm_*; known: sim_a,sim_b")]
+
+
+def test_option_with_a_malformed_selection_says_what_is_wrong(
+    fake: FakeSpank, example_config: Path
+) -> None:
+    fake.ctx = "allocator"
+    assert spank.option([str(example_config)], "any:qubits=5", 0) == 1
+    assert fake.logs == [(0, "--qpu: any:qubits=5: unknown filter key 'qubits'; use name, "
+                             "type, num_qubits, min_qubits, is_simulator, status")]
+
+
 def test_option_with_empty_value_is_rejected(fake: FakeSpank, example_config: Path) -> None:
     fake.ctx = "local"
     assert spank.option([str(example_config)], "", 0) == 1
@@ -255,6 +280,28 @@ def test_prolog_logs_the_acquisition_in_the_slurmd_log(
 ) -> None:
     assert spank.job_prolog(plugin_args(sim_config(), tmp_path, scontrol)) == 0
     assert (1, "job 5: acquired sim_a,sim_b") in job.logs
+
+
+def test_log_json_writes_every_callback_s_lines_with_the_job_id(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    path = tmp_path / "plugin.json"
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"log_json={path}")
+    assert spank.job_prolog(args) == 0
+    assert spank.job_epilog(args) == 0
+    lines = [json.loads(raw) for raw in path.read_text().splitlines()]
+    assert {(line["job_id"], line["component"]) for line in lines} == \
+        {(5, "job_prolog"), (5, "job_epilog")}
+    assert "job 5: acquired sim_a,sim_b" in [line["message"] for line in lines]
+
+
+def test_a_relative_log_json_path_is_a_plugstack_error(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol, "log_json=plugin.json")
+    spank.job_prolog(args)
+    assert job.logs == [(0, "plugstack.conf: plugstack argument log_json=plugin.json: expected "
+                            "an absolute path, e.g. log_json=/var/log/slurm-qpu/plugin.json")]
 
 
 def test_rust_log_follows_srun_debug_of_the_job(

@@ -3,6 +3,7 @@ reading it back from sacct (fake sacct/sacctmgr scripts stand in for Slurm's).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -39,6 +40,14 @@ def test_a_record_survives_the_admin_comment_round_trip() -> None:
     assert back[0] == A
     assert (back[1].qpu, back[1].shots, back[1].qpu_seconds, back[1].end) == \
         ("FRESNEL", None, None, T0 + 60)  # whole seconds in the text
+
+
+def test_a_record_says_which_selection_picked_the_qpu() -> None:
+    picked = QpuUsage("ibm_manila", "ibm-quantum-compute-service", T0, T0 + 1, 0,
+                      selected_by="any:ibm_*&min_qubits=100")
+    text = encode([picked, B])
+    assert "vendor_jobs=0,shots=,qpu_s=,via=any:ibm_*&min_qubits=100;qpu=FRESNEL" in text
+    assert decode(text) == [picked, dataclasses.replace(B, end=T0 + 60)]
 
 
 def test_other_admin_comments_hold_no_usage() -> None:

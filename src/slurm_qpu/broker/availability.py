@@ -20,11 +20,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.lifecycle import JobFacts, ResourceFactory, _describe, _spec
+from slurm_qpu.lifecycle import ResourceFactory
+from slurm_qpu.probe import QpuStatus, probe
 from slurm_qpu.slurmconf import license_name
 
 log = logging.getLogger(__name__)
@@ -34,20 +33,6 @@ RESERVATION_PREFIX = "qpu_maint_"
 
 def reservation_name(qpu: str) -> str:
     return RESERVATION_PREFIX + qpu
-
-
-@dataclass
-class QpuStatus:
-    name: str
-    type: str
-    state: str = "unchecked"  # online | unavailable (vendor says so) | unknown (no answer)
-    reason: str | None = None  # the vendor's words, or why it could not be asked
-    queue_depth: int | None = None  # where the vendor tells it
-    checked_at: float | None = None
-    held: bool = False  # Slurm holds new jobs for it (reservation qpu_maint_<name>)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Reservations:
@@ -109,7 +94,7 @@ class Availability:
         config = self._config()
         held = self._current_holds()
         for rdef in config.resources:
-            status = self._probe(rdef)
+            status = probe(rdef, self._factory, clock=self._clock)
             status.held = rdef.name in held if held is not None else False
             if self._reservations is not None and held is not None:
                 self._follow(rdef, status)
@@ -125,21 +110,6 @@ class Availability:
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("availability: cannot list Slurm reservations (%s)", exc)
             return None
-
-    def _probe(self, rdef: ResourceDef) -> QpuStatus:
-        status = QpuStatus(rdef.name, rdef.current_type, checked_at=self._clock())
-        try:
-            resource = self._factory(_spec(rdef, JobFacts(0, "broker", ()), None))
-            accessible = resource.is_accessible()
-        except Exception as exc:  # the vendor's error, whatever its type: shown, not fatal
-            status.state, status.reason = "unknown", _describe(exc)
-            return status
-        status.state = "online" if accessible else "unavailable"
-        reason = getattr(resource, "status_reason", None)
-        status.reason = None if accessible else (reason or "the vendor reports it unavailable")
-        depth = getattr(resource, "queue_depth", None)
-        status.queue_depth = depth if isinstance(depth, int) else None
-        return status
 
     def _follow(self, rdef: ResourceDef, status: QpuStatus) -> None:
         assert self._reservations is not None

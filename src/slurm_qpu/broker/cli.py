@@ -48,6 +48,9 @@ def add_parser(sub: Any) -> None:
                    help="one line per job request here (default: the broker's log)")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="json: one JSON object per line, with the job id of the request "
+                        "on every line (default %(default)s)")
     p.add_argument("--reap-interval", type=float, default=60.0, metavar="S",
                    help="how often to release the leases of jobs Slurm no longer runs "
                         "(default %(default)s s)")
@@ -102,11 +105,14 @@ def _prepare_journal_dir(path: Path) -> None:
         os.chmod(path.parent, mode & 0o700)
 
 
-def _logging(level: str, audit_log: str | None, secrets: set[str]) -> None:
+def _logging(level: str, audit_log: str | None, secrets: set[str],
+             log_format: str = "text") -> None:
+    from slurm_qpu.log import JsonFormatter
     from slurm_qpu.redact import Redactor, install
 
     redactor = Redactor(secrets)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = JsonFormatter("broker") if log_format == "json" else \
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(fmt)
     install(handler, redactor)
@@ -143,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
         config = ConfigSource(config_path)
         resources = config.get().resources
         secrets = set().union(*(secrets_of(r.effective_environment()) for r in resources))
-        _logging(args.log_level, args.audit_log, secrets)
+        _logging(args.log_level, args.audit_log, secrets, args.log_format)
         journal_path = Path(args.journal)
         _prepare_journal_dir(journal_path)
         journal = Journal(journal_path, synchronous=args.journal_sync.upper())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slurm_qpu.usage import QpuUsage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS leases (
     user TEXT, uid INTEGER, names TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
     error TEXT, salt TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
     released_at REAL, release_errors TEXT NOT NULL DEFAULT '[]',
+    request TEXT, selected TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (job_id, gen));
 CREATE INDEX IF NOT EXISTS leases_state ON leases (state);
 CREATE TABLE IF NOT EXISTS held (
@@ -49,6 +50,8 @@ MIGRATIONS = {
     2: ("ALTER TABLE vendor_jobs ADD COLUMN shots INTEGER",  # usage records (issue 7)
         "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds REAL",
         "ALTER TABLE vendor_jobs ADD COLUMN counted INTEGER NOT NULL DEFAULT 1"),
+    3: ("ALTER TABLE leases ADD COLUMN request TEXT",  # --qpu=any: selections (issue 7)
+        "ALTER TABLE leases ADD COLUMN selected TEXT NOT NULL DEFAULT '{}'"),
 }
 
 
@@ -93,6 +96,8 @@ class LeaseRecord:
     released_at: float | None = None
     release_errors: list[str] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
+    request: str | None = None  # the job's --qpu value as given
+    selected: dict[str, str] = field(default_factory=dict)  # QPU -> the selection that picked it
 
     def holds(self, name: str) -> Held | None:
         return next((h for h in self.held if h.name == name), None)
@@ -181,17 +186,18 @@ class Journal:
 
     def _record(self, row: sqlite3.Row | tuple[object, ...]) -> LeaseRecord:
         (job_id, gen, state, user, uid, names, overrides, error, salt, created, expires,
-         released, release_errors) = row
+         released, release_errors, request, selected) = row
         held = [Held(*h) for h in self._db.execute(
             "SELECT name, type, token, acquired_at, released_at, error FROM held "
             "WHERE job_id=? AND gen=? ORDER BY rowid", (job_id, gen))]
         return LeaseRecord(int(job_id), int(gen), State(state), user, uid,  # type: ignore[arg-type]
                            json.loads(names), json.loads(overrides), salt,  # type: ignore[arg-type]
                            created, expires, error, released,  # type: ignore[arg-type]
-                           json.loads(release_errors), held)  # type: ignore[arg-type]
+                           json.loads(release_errors), held,  # type: ignore[arg-type]
+                           request, json.loads(selected))  # type: ignore[arg-type]
 
     _COLUMNS = ("job_id, gen, state, user, uid, names, overrides, error, salt, created_at, "
-                "expires_at, released_at, release_errors")
+                "expires_at, released_at, release_errors, request, selected")
 
     def current(self, job_id: int) -> LeaseRecord | None:
         """The job's latest lease (any state)."""
@@ -220,18 +226,20 @@ class Journal:
 
     def begin(self, job_id: int, *, user: str | None, uid: int | None, names: list[str],
               overrides: dict[str, dict[str, str]], expires_at: float | None,
-              now: float | None = None) -> LeaseRecord:
+              now: float | None = None, request: str | None = None,
+              selected: dict[str, str] | None = None) -> LeaseRecord:
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute("SELECT MAX(gen) FROM leases WHERE job_id=?", (job_id,)).fetchone()
             gen = (row[0] or 0) + 1
             salt = secrets.token_hex(16)
             db.execute(f"INSERT INTO leases ({self._COLUMNS}) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, '[]')",
+                       "(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, '[]', ?, ?)",
                        (job_id, gen, State.ACQUIRING.value, user, uid, json.dumps(names),
-                        json.dumps(overrides), salt, now, expires_at))
+                        json.dumps(overrides), salt, now, expires_at, request,
+                        json.dumps(selected or {})))
         return LeaseRecord(job_id, gen, State.ACQUIRING, user, uid, list(names), overrides,
-                           salt, now, expires_at)
+                           salt, now, expires_at, request=request, selected=dict(selected or {}))
 
     def add_held(self, lease: LeaseRecord, held: Held) -> None:
         with self._tx() as db:
@@ -304,7 +312,8 @@ class Journal:
                                            else None)
                 out.append(QpuUsage(held.name, held.type, held.acquired_at, end, int(count),
                                     None if shots is None else int(shots),
-                                    None if seconds is None else float(seconds)))
+                                    None if seconds is None else float(seconds),
+                                    lease.selected.get(held.name)))
         return out
 
     def owns_vendor_job(self, lease: LeaseRecord, name: str, vendor_job_id: str) -> bool:

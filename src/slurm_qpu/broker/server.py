@@ -44,6 +44,7 @@ from slurm_qpu.broker.views import (
     Upstream,
     view_for,
 )
+from slurm_qpu.log import CURRENT_JOB
 from slurm_qpu.vendor import munge
 from slurm_qpu.vendor.http import VendorError
 
@@ -431,6 +432,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             self._node(ex, path, body)
             job_id = int(m.group(1))
             who["job"] = job_id
+            CURRENT_JOB.set(job_id)  # this request's thread: its log lines name the job
             if self.command == "DELETE":
                 lease = service.release(job_id)
                 if lease is None:
@@ -476,6 +478,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise Refused(401, "missing, unknown or expired job token (a job's token "
                                    "stops working when the job ends)")
             who["job"], who["user"] = lease.job_id, lease.user or "-"
+            CURRENT_JOB.set(lease.job_id)
             held = lease.holds(name)
             if held is None:
                 raise Refused(403, f"job {lease.job_id} did not request QPU {name} "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu import envcontract, overrides
-from slurm_qpu.broker.availability import Availability, QpuStatus
+from slurm_qpu.broker.availability import Availability
 from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
@@ -30,12 +30,15 @@ from slurm_qpu.lifecycle import (
     AcquisitionFailed,
     JobFacts,
     ResourceFactory,
-    _describe,
     acquire_all,
     default_factory,
+    describe_error,
     release_with_retries,
 )
-from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.log import job_scope
+from slurm_qpu.names import RequestError, parse_request
+from slurm_qpu.probe import QpuStatus, resolve_request
+from slurm_qpu.selection import check_request, has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
 from slurm_qpu.types import LEGACY_TYPES
 
@@ -115,6 +118,7 @@ class LeaseService:
         self._locks: weakref.WeakValueDictionary[int, _JobLock] = \
             weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
+        self._choosing = threading.Lock()
 
     def _job_lock(self, job_id: int) -> _JobLock:
         with self._locks_guard:
@@ -126,7 +130,7 @@ class LeaseService:
     # ------------------------------------------------------------------ acquire
 
     def acquire(self, request: AcquireRequest) -> Outcome:
-        with self._job_lock(request.job_id):
+        with job_scope(request.job_id), self._job_lock(request.job_id):
             current = self.journal.current(request.job_id)
             if current is not None and current.state is State.ACQUIRING:
                 self._undo_interrupted(current)
@@ -172,7 +176,10 @@ class LeaseService:
     def _acquire(self, request: AcquireRequest) -> Outcome:
         facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
         time_limit, user = request.time_limit, request.user
-        if time_limit is None and self.squeue is not None:
+        placement = None
+        # squeue for the time limit, and for where the job runs when a selection must
+        # respect the QPUs' partition/account/QOS policy
+        if (time_limit is None or has_selection(request.qpus)) and self.squeue is not None:
             try:
                 record: JobRecord | None = self.squeue.job(request.job_id)
             except SlurmCommandError as exc:
@@ -180,26 +187,35 @@ class LeaseService:
                             request.job_id, exc, envcontract.UNLIMITED_TIMEOUT_SECONDS)
                 record = None
             if record is not None:
-                time_limit = record.time_limit_seconds
+                time_limit = time_limit or record.time_limit_seconds
                 user = user or record.user
+                placement = record.placement
         timeout = envcontract.timeout_seconds(time_limit)
         now = self.clock()
         expires = now + timeout + EXPIRY_GRACE_SECONDS
-        try:
-            names = parse_request(request.qpus)
-            config = self.config.get()
-            check_known(names, config.names())
-        except (RequestError, ConfigError, OSError) as exc:
-            lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
-                                       names=[], overrides={}, expires_at=expires, now=now)
-            self.journal.set_state(lease, State.FAILED, error=f"--qpu={request.qpus}: {exc}")
-            return Outcome(lease)
-        defs = [d for n in names if (d := config.get(n)) is not None]
-        checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
-        for warning in checked.refused:
-            log.warning("job %s: %s", request.job_id, warning)
-        lease = self.journal.begin(request.job_id, user=user, uid=request.uid, names=names,
-                                   overrides=checked.accepted, expires_at=expires, now=now)
+        # one request at a time from parsing to the journal: a selection counts the leases
+        # in the journal, so two jobs at once must not both pick a QPU's last free slot
+        with self._choosing:
+            try:
+                items = parse_request(request.qpus)
+                config = self.config.get()
+                check_request(items, [r.known() for r in config.resources])
+                # a selection picks among the QPUs now: the vendors' status and queues, and
+                # how many of this cluster's jobs hold each (never past its max_jobs)
+                names, selected = resolve_request(items, config, self.factory,
+                                                  self.active_counts, placement)
+            except (RequestError, ConfigError, OSError) as exc:
+                lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
+                                           names=[], overrides={}, expires_at=expires, now=now)
+                self.journal.set_state(lease, State.FAILED, error=f"--qpu={request.qpus}: {exc}")
+                return Outcome(lease)
+            defs = [d for n in names if (d := config.get(n)) is not None]
+            checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
+            for warning in checked.refused:
+                log.warning("job %s: %s", request.job_id, warning)
+            lease = self.journal.begin(request.job_id, user=user, uid=request.uid, names=names,
+                                       overrides=checked.accepted, expires_at=expires, now=now,
+                                       request=request.qpus, selected=selected)
 
         def journal_it(acquired: Acquired) -> None:
             self.journal.add_held(lease, Held(acquired.resource.name,
@@ -238,7 +254,7 @@ class LeaseService:
     def release(self, job_id: int, gen: int | None = None) -> LeaseRecord | None:
         """Release the job's lease (only generation ``gen``, when given: the reaper must
         not release the lease of a requeued job's new run)."""
-        with self._job_lock(job_id):
+        with job_scope(job_id), self._job_lock(job_id):
             lease = self.journal.current(job_id)
             if lease is None or lease.state is State.RELEASED:
                 return lease
@@ -270,7 +286,7 @@ class LeaseService:
                                            self.factory, self.release_retries,
                                            self.release_backoff)
             error = None if failure is None else \
-                f"cannot release QPU {held.name} (token {held.token}): {_describe(failure)}"
+                f"cannot release QPU {held.name} (token {held.token}): {describe_error(failure)}"
             if failure is not None:
                 self.metrics.vendor_errors.inc(qpu=held.name, type=held.type, op="release",
                                                error=type(failure).__name__)
@@ -353,7 +369,8 @@ class LeaseService:
         if lease.expires_at:
             limit = round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
         return envcontract.build(acquired, job_id=lease.job_id, uid=lease.uid,
-                                 time_limit_seconds=limit, environments=environments).forced
+                                 time_limit_seconds=limit, environments=environments,
+                                 request=lease.request).forced
 
     def authenticate(self, token: str | None) -> LeaseRecord | None:
         """The live lease a job token (or the access token made from it) belongs to."""

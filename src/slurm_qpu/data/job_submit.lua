@@ -50,10 +50,16 @@ end
 local function requested_qpus(raw)
 	local names, unknown = {}, {}
 	for _, item in ipairs(split(raw)) do
-		if string.sub(item, 1, #ANY) == ANY then
-			local pattern = string.match(string.sub(item, #ANY + 1), "^([^&]*)")
-			if pattern == "" then
-				pattern = "*"
+		if string.sub(item, 1, #ANY) == ANY or string.find(item, "=", 1, true) then
+			-- a selection (any:FILTER or a bare key=value constraint): its name glob is
+			-- the term without '=', or name=GLOB; the plugin picks and checks the policy
+			local pattern = "*"
+			for term in string.gmatch(string.gsub(item, "^" .. ANY, ""), "[^&]+") do
+				if not string.find(term, "=", 1, true) then
+					pattern = term
+				elseif string.sub(term, 1, 5) == "name=" then
+					pattern = string.sub(term, 6)
+				end
 			end
 			for name, _ in pairs(QPU_POLICY) do
 				if glob_matches(pattern, name) then

@@ -6,6 +6,7 @@ in qrmi_config.json, read as ``<name>_<KEY>`` inside jobs):
 
   QRMI_LOCAL_SIM_NUM_QUBITS       qubits of the device (default 5)
   QRMI_LOCAL_SIM_STATUS           online (default) | offline | maintenance
+  QRMI_LOCAL_SIM_QUEUE_DEPTH      jobs waiting "at the vendor" (unset: not reported)
   QRMI_LOCAL_SIM_LEDGER           JSON-lines file where the "vendor" records every acquire
                                   and release: what a vendor's session list would show
   QRMI_LOCAL_SIM_ACQUIRE_ERROR    if set, acquire fails with this message (fault injection)
@@ -55,6 +56,7 @@ class _Task:
 class LocalSimulator:
     spec: ResourceSpec
     _tasks: dict[str, _Task] = field(default_factory=dict)
+    _reason: str | None = None
 
     def _setting(self, key: str, default: str = "") -> str:
         return self.spec.environment.get(PREFIX + key, default)
@@ -67,12 +69,28 @@ class LocalSimulator:
     def num_qubits(self) -> int:
         return int(self._setting("NUM_QUBITS", "5"))
 
+    @property
+    def queue_depth(self) -> int | None:
+        value = self._setting("QUEUE_DEPTH")
+        return int(value) if value.isdigit() else None
+
     def status(self) -> str:
         status = self._setting("STATUS", "online").lower()
         return status if status in STATUSES else "offline"
 
     def is_accessible(self) -> bool:
         return self.status() == "online"
+
+    @property
+    def status_reason(self) -> str | None:
+        """Why it is not accessible (as a vendor's status message would say)."""
+        if self._reason is not None or self.is_accessible():
+            return self._reason
+        return f"{self.spec.name} is {self.status()}"
+
+    @status_reason.setter
+    def status_reason(self, reason: str | None) -> None:  # tests play a vendor's message
+        self._reason = reason
 
     def _record(self, event: str, token: str) -> None:
         ledger = self._setting("LEDGER")

@@ -28,20 +28,33 @@ def _guard(callback: str, args: list[str], body: Callable[[PluginSettings], int]
     # through it and should not pay for it
     import logging
 
-    from slurm_qpu.log import route_to_slurm
+    from slurm_qpu.log import job_scope, route_to_slurm
 
     log = logging.getLogger("slurm_qpu.spank")
     try:
-        route_to_slurm(host.log, settings.log_level)
         quiet = host.context() in ("allocator", "local")  # users' terminals
+        # the JSON log is root's: only the daemons' callbacks write it
+        route_to_slurm(host.log, settings.log_level, None if quiet else settings.log_json,
+                       callback)
         for warning in settings.warnings:
             (log.debug if quiet else log.warning)("plugstack.conf: %s", warning)
-        return body(settings)
+        with job_scope(None if quiet else _job_id()):
+            return body(settings)
     except Exception as exc:
         log.error("internal error in %s: %s: %s (please report this)", callback,
                   type(exc).__name__, exc)
         log.debug("traceback of the error above", exc_info=True)
         return 1
+
+
+def _job_id() -> int | None:
+    """The job this callback serves (prolog/epilog: from their environment)."""
+    import os
+
+    job = host.item("job_id")
+    if job is None and os.environ.get("SLURM_JOB_ID", "").isdigit():
+        job = int(os.environ["SLURM_JOB_ID"])
+    return job
 
 
 def option(args: list[str], value: str, remote: int) -> int:

@@ -53,8 +53,8 @@ def _refresh_catalog(settings: PluginSettings) -> None:
         return
     try:
         config = load_config(settings.config)
-        catalog.write_catalog({r.name: r.current_type for r in config.resources},
-                              settings.config, settings.catalog)
+        catalog.write_catalog([r.known() for r in config.resources], settings.config,
+                              settings.catalog)
         log.info("refreshed the public QPU name list %s", settings.catalog)
     except (ConfigError, OSError) as exc:
         log.debug("cannot refresh %s: %s", settings.catalog, exc)

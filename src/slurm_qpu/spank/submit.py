@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from slurm_qpu.catalog import CatalogError, read_catalog
-from slurm_qpu.names import RequestError, check_known, parse_request
+from slurm_qpu.names import RequestError, parse_request
+from slurm_qpu.selection import check_request
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.spank import host
 
@@ -12,7 +13,7 @@ def validate(settings: PluginSettings, value: str) -> int:
     try:
         names = parse_request(value)
         catalog = read_catalog(settings.config, settings.catalog)
-        check_known(names, catalog.names)
+        check_request(names, catalog.known)
     except (RequestError, CatalogError) as exc:
         host.log(0, f"--qpu: {exc}")
         return 1
