@@ -19,8 +19,6 @@ from slurm_qpu.selection import (
     Candidate,
     Placement,
     choose,
-    is_selection,
-    parse_selection,
     split_request,
 )
 
@@ -127,31 +125,28 @@ def resolve_request(items: Sequence[str], config: QrmiConfig, factory: ResourceF
     names, selections = split_request(items)
     if not selections:
         return list(items), {}
+    parsed = {s.text: s for s in selections}  # parse_request stripped every item
     active = active_jobs() if active_jobs is not None else {}
     taken = set(names)
     out: list[str] = []
     selected: dict[str, str] = {}
     for item in items:
-        if not is_selection(item):
+        if item not in parsed:
             out.append(item)
             continue
-        selection = parse_selection(item)
+        selection = parsed[item]
         wants_qubits = selection.num_qubits is not None or selection.min_qubits is not None
         candidates = [
             candidate(rdef, probe(rdef, factory, qubits=wants_qubits),
                       active.get(rdef.name, 0), active_jobs is not None, placement)
             for rdef in config.resources
-            if rdef.name not in taken and selection.could_match(*_static(rdef))]
+            if rdef.name not in taken and selection.could_match(rdef.known())]
         chosen = choose(selection, candidates, taken)
         log.info("%s: picked %s (%s)", selection.text, chosen.name, _why(chosen))
         taken.add(chosen.name)
         out.append(chosen.name)
         selected[chosen.name] = selection.text
     return out, selected
-
-
-def _static(rdef: ResourceDef) -> tuple[str, str, int | None, bool]:
-    return rdef.name, rdef.current_type, rdef.slurm.num_qubits, rdef.is_simulator
 
 
 def _why(chosen: Candidate) -> str:

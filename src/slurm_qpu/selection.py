@@ -54,11 +54,11 @@ class Selection:
     is_simulator: bool | None = None
     status: str = "online"
 
-    def could_match(self, name: str, type_name: str, num_qubits: int | None,
-                    is_simulator: bool | None) -> bool:
+    def could_match(self, known: Known) -> bool:
         """Whether a QPU may match, from what is known without asking its vendor (an
         unknown qubit count or simulator flag may still match)."""
-        return not self.mismatch(name, type_name, num_qubits, is_simulator, strict=False)
+        return not self.mismatch(known.name, known.type, known.num_qubits,
+                                 known.is_simulator, strict=False)
 
     def mismatch(self, name: str, type_name: str, num_qubits: int | None,
                  is_simulator: bool | None, *, strict: bool = True) -> str | None:
@@ -146,8 +146,7 @@ class Known:
 def check_possible(selection: Selection, known: Iterable[Known]) -> list[str]:
     """The configured QPUs the selection could pick; RequestError when there is none."""
     listed = list(known)
-    names = [k.name for k in listed
-             if selection.could_match(k.name, k.type, k.num_qubits, k.is_simulator)]
+    names = [k.name for k in listed if selection.could_match(k)]
     if not names:
         listing = ",".join(sorted(k.name for k in listed)) or "(none configured)"
         raise RequestError(f"no configured QPU matches {selection.text}; known: {listing}")
