@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm_qpu.selection import Known, simulator_by_type
+from slurm_qpu.selection import Known
 from slurm_qpu.types import current_type
 
 FORMAT = "slurm-qpu-catalog/1"
@@ -51,9 +51,9 @@ def _from_resources(resources: object, source: Path) -> Catalog:
         slurm = item.get("slurm")
         facts: dict[str, object] = slurm if isinstance(slurm, dict) else item
         qubits, simulator = facts.get("num_qubits"), facts.get("is_simulator")
-        known.append(Known(
-            name, type_name, qubits if isinstance(qubits, int) else None,
-            simulator if isinstance(simulator, bool) else simulator_by_type(type_name, name)))
+        known.append(Known.declared(name, type_name,
+                                    qubits if isinstance(qubits, int) else None,
+                                    simulator if isinstance(simulator, bool) else None))
     return Catalog(types, source, tuple(known))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slurm_qpu.names import NAME_PATTERN, is_valid_name
-from slurm_qpu.selection import Known, Placement, simulator_by_type
+from slurm_qpu.selection import Known, Placement
 from slurm_qpu.types import LEGACY_TYPES, current_environment, current_type
 
 
@@ -134,15 +134,10 @@ class ResourceDef(BaseModel):
         """The type's current name (legacy names map to their successor)."""
         return current_type(self.type)
 
-    @property
-    def is_simulator(self) -> bool:
-        if self.slurm.is_simulator is not None:
-            return self.slurm.is_simulator
-        return simulator_by_type(self.current_type, self.name)
-
     def known(self) -> Known:
         """What the configuration alone says for ``--qpu=any:`` selections."""
-        return Known(self.name, self.current_type, self.slurm.num_qubits, self.is_simulator)
+        return Known.declared(self.name, self.current_type, self.slurm.num_qubits,
+                              self.slurm.is_simulator)
 
     @property
     def is_legacy_type(self) -> bool:

@@ -74,7 +74,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def resource_spec(resource: ResourceDef, job: JobFacts, timeout: int | None,
-          overrides: Mapping[str, str] | None = None) -> ResourceSpec:
+                  overrides: Mapping[str, str] | None = None) -> ResourceSpec:
     environment = resource.effective_environment()
     if overrides:
         environment = apply_overrides(environment, resource.type, overrides)
@@ -211,8 +211,8 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
         # the first node resolved any selections: its record names the QPUs
         lease.names = [str(r["name"]) for r in record.resources]
         tokens = {r["name"]: r["token"] for r in record.resources}
-        acquired = [Acquired(d, tokens[d.name]) for n in lease.names
-                    if (d := config.get(n)) is not None and d.name in tokens]
+        acquired = [Acquired(d, tokens[n]) for n in lease.names
+                    if (d := config.get(n)) is not None]
     now = time.time()
     lease.state = LeaseState.ACQUIRED
     lease.resources = [LeasedResource(a.resource.name, a.resource.current_type, a.token, now,

@@ -107,7 +107,7 @@ def candidate(rdef: ResourceDef, status: QpuStatus, active_jobs: int = 0,
     """A selection candidate from a probe; ``capped``: the QPU's max_jobs applies;
     ``placement``: the job's partition, account and QOS, which its policy must allow."""
     return Candidate(rdef.name, rdef.current_type, status.state, status.num_qubits,
-                     rdef.is_simulator, status.queue_depth, active_jobs,
+                     rdef.known().is_simulator, status.queue_depth, active_jobs,
                      rdef.slurm.max_jobs if capped else None, status.reason,
                      rdef.slurm.refusal(placement) if placement else None)
 

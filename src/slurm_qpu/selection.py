@@ -142,6 +142,13 @@ class Known:
     num_qubits: int | None = None
     is_simulator: bool | None = None
 
+    @classmethod
+    def declared(cls, name: str, type_name: str, num_qubits: int | None,
+                 is_simulator: bool | None) -> Known:
+        """From what a config declares: an undeclared simulator flag follows the type."""
+        return cls(name, type_name, num_qubits, simulator_by_type(type_name, name)
+                   if is_simulator is None else is_simulator)
+
 
 def check_possible(selection: Selection, known: Iterable[Known]) -> list[str]:
     """The configured QPUs the selection could pick; RequestError when there is none."""
