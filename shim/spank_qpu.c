@@ -32,11 +32,14 @@
 
 SPANK_PLUGIN(qpu, 1);
 
-/* Slurm exports a job's SPANK options to prolog/epilog under this name. */
+/* Slurm exports a job's SPANK options to prolog/epilog under this name, */
 #define OPTION_ENV "SPANK__SLURM_SPANK_OPTION_qpu_qpu"
+/* and to the job's tasks under this one (srun inside the job reads it back). */
+#define JOB_OPTION_ENV "SLURM_SPANK__SLURM_SPANK_OPTION_qpu_qpu"
 
 char *shim_option_value;
 static int step_has_lease;   /* remote: the prolog left a lease record for this job here */
+static int option_inherited; /* srun in a job: --qpu is the job's own, leased already */
 static int init_ac;
 static char **init_av;
 
@@ -131,6 +134,18 @@ static int option_cb(int val, const char *optarg, int remote)
 	/* Remote (slurmstepd): the prolog validated the names already. */
 	if (remote)
 		return 0;
+	/*
+	 * srun inside a --qpu job gets the job's --qpu back from the environment: the
+	 * names were checked at submission and the prolog holds the lease. Checking them
+	 * again would start Python in every srun of the job for nothing.
+	 */
+	if (spank_context() == S_CTX_LOCAL && getenv("SLURM_JOB_ID")) {
+		const char *job_value = getenv(JOB_OPTION_ENV);
+
+		option_inherited = job_value && !strcmp(job_value, shim_option_value);
+		if (option_inherited)
+			return 0;
+	}
 	/* sbatch/salloc/srun: validate the names now, before anything is queued. */
 	return py_call(NULL, "option", init_ac, init_av, shim_option_value, remote) ? -1 : 0;
 }
@@ -150,7 +165,8 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	 * running in this process (the option callback checked the names).
 	 */
 	if (!spank_remote(sp)) {
-		if (shim_option_value && spank_context() != S_CTX_JOB_SCRIPT &&
+		if (shim_option_value && !option_inherited &&
+		    spank_context() != S_CTX_JOB_SCRIPT &&
 		    py_call(sp, "submit_env", ac, av, NULL, 0))
 			slurm_error("qpu: cannot pass QPU settings to the job; it uses the site's");
 		return 0;

@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from slurm_qpu.config import ResourceDef
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the config's models (pydantic) would cost every job step ~100 ms
+    from slurm_qpu.config import ResourceDef
 
 # A job without a time limit still needs a finite QPU timeout (QRMI parses it as an int;
 # spank_qrmi's UINT32_MAX is dropped by IBM and gives 136-year presigned URLs). 8 hours is

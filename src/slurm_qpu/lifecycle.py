@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from slurm_qpu import envcontract
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
 from slurm_qpu.envcontract import Acquired
+from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR
 from slurm_qpu.names import RequestError, parse_request
@@ -37,25 +37,6 @@ ResourceFactory = Callable[[ResourceSpec], QuantumResource]
 
 def default_factory(spec: ResourceSpec) -> QuantumResource:
     return registry.get_type(spec.type).create(spec)
-
-
-@dataclass(frozen=True)
-class JobFacts:
-    """What the prolog/epilog knows about the job, as plain values."""
-
-    job_id: int
-    node: str  # this node
-    nodes: tuple[str, ...]  # all nodes of the job, in Slurm's order
-    uid: int | None = None
-    user: str | None = None
-
-    @property
-    def first_node(self) -> str:
-        return self.nodes[0] if self.nodes else self.node
-
-    @property
-    def multi_node(self) -> bool:
-        return len(self.nodes) > 1
 
 
 class AcquisitionFailed(Exception):

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.lifecycle import JobFacts, ResourceFactory, describe_error, resource_spec
+from slurm_qpu.jobfacts import JobFacts
+from slurm_qpu.lifecycle import ResourceFactory, describe_error, resource_spec
 from slurm_qpu.selection import (
     Candidate,
     Placement,

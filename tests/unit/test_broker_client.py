@@ -155,3 +155,63 @@ def test_the_credential_binds_method_path_and_body() -> None:
     assert len({base, munge_payload("DELETE", "/v1/leases/5", b"{}"),
                 munge_payload("POST", "/v1/leases/6", b"{}"),
                 munge_payload("POST", "/v1/leases/5", b"{ }")}) == 4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_without_a_test_transport_the_client_speaks_http_itself_and_reuses_the_connection(
+) -> None:
+    import http.server
+    import threading
+
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.command, self.path, self.headers["Authorization"], body))
+            data = json.dumps({"state": "released", "port": self.client_address[1]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_DELETE = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = BrokerClient(f"http://127.0.0.1:{server.server_address[1]}/base",
+                              encode=lambda payload: "CRED")
+        first = client.acquire(5, qpus="a", user="alice", uid=1000)
+        second = client.release(5)
+    finally:
+        server.shutdown()
+    assert [(m, p, a) for m, p, a, _ in seen] == [
+        ("POST", "/base/v1/leases/5", "MUNGE CRED"), ("DELETE", "/base/v1/leases/5", "MUNGE CRED")]
+    assert json.loads(seen[0][3])["qpus"] == "a"
+    assert first["port"] == second["port"]  # one keep-alive connection for both
+
+
+def test_a_refused_connection_is_named_in_the_error() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    client = BrokerClient(url, deadline=0.2, encode=lambda payload: "CRED",
+                          sleep=lambda s: None)
+    with pytest.raises(BrokerError) as raised:
+        client.release(5)
+    assert str(raised.value) == (
+        f"the slurm-qpu broker at {url} does not answer (ConnectionRefusedError: [Errno 111] "
+        "Connection refused) after 0.2 s; is it running (systemctl status slurm-qpu-broker)?")

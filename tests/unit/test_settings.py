@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
+import os
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,8 @@ def test_state_dir_expands_percent_n_to_the_node_name() -> None:
 def test_state_dir_without_node_name_uses_the_short_host_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "cn042.cluster.example")
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(
+        ("Linux", "cn042.cluster.example", "6.1", "#1", "x86_64")))
     assert parse_args(["state_dir=/s/%n"]).state_path() == Path("/s/cn042")
     assert parse_args(["state_dir=/s/%n"]).state_path(None) == Path("/s/cn042")
 

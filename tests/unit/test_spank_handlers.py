@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +70,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSpank:
     module = FakeSpank()
     monkeypatch.setitem(sys.modules, "_spank", module)
     monkeypatch.setattr(task, "_step", task.StepState())
-    monkeypatch.setattr(socket, "gethostname", lambda: "node1.cluster.example")
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(
+        ("Linux", "node1.cluster.example", "6.1", "#1", "x86_64")))
     for var in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NODELIST", "SLURM_NODELIST",
                 "SLURMD_NODENAME", "SLURM_JOB_UID", "SLURM_JOB_USER", "SRUN_DEBUG",
                 "SPANK__SLURM_SPANK_OPTION_qpu_qpu"):
@@ -295,6 +296,41 @@ def test_log_json_writes_every_callback_s_lines_with_the_job_id(
     assert "job 5: acquired sim_a,sim_b" in [line["message"] for line in lines]
 
 
+def test_profile_writes_a_cprofile_of_each_callback(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    import pstats
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"profile={profiles}")
+    assert spank.job_prolog(args) == 0
+    assert spank.job_epilog(args) == 0
+    written = sorted(p.name.split("-")[0] for p in profiles.glob("*.prof"))
+    assert written == ["job_epilog", "job_prolog"]
+    stats = pstats.Stats(str(next(profiles.glob("job_prolog-*.prof"))))
+    assert any(func[2] == "prolog" for func in stats.stats)  # type: ignore[attr-defined]
+
+
+def test_a_profile_directory_that_cannot_be_written_does_not_fail_the_job(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    missing = tmp_path / "no-such-dir"
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"profile={missing}")
+    assert spank.job_prolog(args) == 0
+    assert any(f"profile={missing}: cannot write the profile" in text
+               for _, text in job.logs)
+
+
+def test_a_relative_profile_path_is_a_plugstack_error(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    args = plugin_args(sim_config(), tmp_path, scontrol, "profile=prof")
+    assert spank.job_prolog(args) == 1
+    assert job.logs == [(0, "plugstack.conf: plugstack argument profile=prof: expected "
+                            "an absolute path, e.g. profile=/var/tmp/slurm-qpu-profile")]
+
+
 def test_a_relative_log_json_path_is_a_plugstack_error(
     job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
 ) -> None:
@@ -456,7 +492,9 @@ def test_unexpected_exception_is_caught_in_every_handler(
     def explode(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(jobscript, "run_epilog", explode)
+    import slurm_qpu.lifecycle
+
+    monkeypatch.setattr(slurm_qpu.lifecycle, "run_epilog", explode)
     assert spank.job_epilog(plugin_args(sim_config(), tmp_path, scontrol)) == 1
     assert job.errors() == ["internal error in job_epilog: ZeroDivisionError: boom "
                             "(please report this)"]

@@ -3,6 +3,11 @@
 Each request carries a fresh MUNGE credential bound to it. A broker that is restarting
 is waited for, up to ``deadline`` seconds, so a broker upgrade does not fail the jobs
 that start meanwhile; the errors name the broker and what to check.
+
+Requests go through the standard library's http.client: every prolog and epilog is a new
+Python, and importing httpx and building its TLS context cost each of them ~80 ms (see
+BENCHMARKS.md). Tests inject an httpx transport (``transport=httpx.MockTransport(...)``);
+only then is httpx imported.
 """
 
 from __future__ import annotations
@@ -12,16 +17,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from slurm_qpu.vendor import munge
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import http.client
+
+    import httpx
 
 RETRY_STATUSES = {502, 503, 504}
 
 
 class BrokerError(Exception):
     """The broker could not be asked, or refused; the message says which and why."""
+
+
+class _NoAnswer(Exception):
+    """A request that got no HTTP answer; the text names the error ("ReadTimeout: ...")."""
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def munge_payload(method: str, path: str, body: bytes) -> bytes:
@@ -36,17 +54,40 @@ class BrokerClient:
     url: str
     deadline: float = 60.0
     timeout: float = 30.0
-    transport: httpx.BaseTransport | None = None
+    transport: httpx.BaseTransport | None = None  # tests: answer without a network
     encode: Callable[[bytes], str] = munge.encode
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    _http: httpx.Client | None = field(default=None, repr=False)
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
 
-    def _client(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(base_url=self.url.rstrip("/"), transport=self.transport,
-                                      timeout=httpx.Timeout(self.timeout, connect=5.0))
-        return self._http
+    def _send(self, method: str, path: str, body: bytes,
+              headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request; _NoAnswer when it got no HTTP answer."""
+        if self.transport is not None:
+            import httpx
+
+            with httpx.Client(base_url=self.url.rstrip("/"), transport=self.transport) as c:
+                try:
+                    r = c.request(method, path, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    raise _NoAnswer(_reason(exc)) from exc
+                return r.status_code, r.content
+        import http.client
+
+        if self._conn is None:
+            url = urlsplit(self.url)
+            cls = (http.client.HTTPSConnection if url.scheme == "https"
+                   else http.client.HTTPConnection)
+            self._conn = cls(url.netloc, timeout=self.timeout)
+        prefix = urlsplit(self.url).path.rstrip("/")
+        try:
+            self._conn.request(method, prefix + path, body=body, headers=headers)
+            response = self._conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn.close()  # a fresh connection for the next attempt
+            self._conn = None
+            raise _NoAnswer(_reason(exc)) from exc
 
     def call(self, method: str, path: str, payload: Any = None) -> Any:
         body = b"" if payload is None else json.dumps(payload).encode()
@@ -59,16 +100,15 @@ class BrokerClient:
                 raise BrokerError(f"{exc} (the broker authenticates nodes with MUNGE)") \
                     from None
             try:
-                response = self._client().request(
-                    method, path, content=body,
-                    headers={"Authorization": f"MUNGE {credential}",
-                             "Content-Type": "application/json"})
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                status, content = self._send(
+                    method, path, body, {"Authorization": f"MUNGE {credential}",
+                                         "Content-Type": "application/json"})
+            except _NoAnswer as exc:
+                last = str(exc)
             else:
-                if response.status_code not in RETRY_STATUSES:
-                    return self._answer(method, path, response)
-                last = f"HTTP {response.status_code}"
+                if status not in RETRY_STATUSES:
+                    return self._answer(method, path, status, content)
+                last = f"HTTP {status}"
             if self.clock() + pause > end:
                 raise BrokerError(f"the slurm-qpu broker at {self.url} does not answer "
                                   f"({last}) after {self.deadline:g} s; is it running "
@@ -76,15 +116,17 @@ class BrokerClient:
             self.sleep(pause)
             pause = min(pause * 2, 5.0)
 
-    def _answer(self, method: str, path: str, response: httpx.Response) -> Any:
+    @staticmethod
+    def _answer(method: str, path: str, status: int, content: bytes) -> Any:
         try:
-            data = response.json()
+            data = json.loads(content)
         except ValueError:
             data = None
-        if response.status_code >= 400:
+        if status >= 400:
             message = data.get("message") if isinstance(data, dict) else None
+            text = content.decode(errors="replace").strip()
             raise BrokerError(f"the slurm-qpu broker refused {method} {path}: "
-                              f"{message or response.text.strip() or response.status_code}")
+                              f"{message or text or status}")
         return data
 
     def acquire(self, job_id: int, *, qpus: str, user: str | None, uid: int | None,

@@ -26,9 +26,9 @@ from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.broker.views import view_for
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.envcontract import Acquired
+from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.lifecycle import (
     AcquisitionFailed,
-    JobFacts,
     ResourceFactory,
     acquire_all,
     default_factory,

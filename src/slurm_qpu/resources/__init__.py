@@ -1,4 +1,13 @@
-"""Resource types: the protocol (QRMI's trait), the registry and the built-in types."""
+"""Resource types: the protocol (QRMI's trait), the registry and the built-in types.
+
+The registry (entry points, every built-in type) loads on first use of ``get_type`` or
+``known_type_names`` (PEP 562): ``slurm_qpu.resources.base`` is imported by light
+modules (MUNGE, the broker-mode prolog) that must not pay for it."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from slurm_qpu.resources.base import (
     AcquireError,
@@ -19,7 +28,10 @@ from slurm_qpu.resources.base import (
     TypeNotAvailable,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.registry import get_type, known_type_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from slurm_qpu.resources.registry import get_type, known_type_names
 
 __all__ = [
     "AcquireError",
@@ -42,3 +54,11 @@ __all__ = [
     "get_type",
     "known_type_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in ("get_type", "known_type_names"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module("slurm_qpu.resources.registry"), name)
+    globals()[name] = value
+    return value

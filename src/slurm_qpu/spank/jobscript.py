@@ -1,4 +1,8 @@
-"""job_prolog and job_epilog: root, on every node of the job, each in a fresh process."""
+"""job_prolog and job_epilog: root, on every node of the job, each in a fresh process.
+
+Every import costs each job (each prolog and epilog is a new Python): broker mode, the
+production default, loads only what talks to the broker; the direct-mode lifecycle (the
+config's models, the vendor types) is imported where it is used."""
 
 from __future__ import annotations
 
@@ -6,15 +10,12 @@ import contextlib
 import logging
 import os
 
-from slurm_qpu import brokered, catalog, hostlist
+from slurm_qpu import brokered, hostlist
 from slurm_qpu.broker.client import BrokerClient
-from slurm_qpu.config import ConfigError, load_config
-from slurm_qpu.coordination import SlurmJobBoard
+from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import LeaseStore
-from slurm_qpu.lifecycle import JobFacts, run_epilog, run_prolog
 from slurm_qpu.overrides import PROLOG_ENV as OVERRIDES_ENV
 from slurm_qpu.settings import PluginSettings, short_hostname
-from slurm_qpu.slurmcli import Scontrol, Squeue
 from slurm_qpu.spank import host
 from slurm_qpu.usage import QpuUsage, record_in_accounting
 
@@ -49,6 +50,9 @@ def job_facts() -> JobFacts:
 
 def _refresh_catalog(settings: PluginSettings) -> None:
     """Keep the users' name list in step with the config (best effort, root only)."""
+    from slurm_qpu import catalog
+    from slurm_qpu.config import ConfigError, load_config
+
     if not catalog.is_stale(settings.config, settings.catalog):
         return
     try:
@@ -75,6 +79,10 @@ def prolog(settings: PluginSettings) -> int:
     log.warning("job %s: direct mode: the QPU credentials in %s reach every task of this "
                 "job (set broker= in plugstack.conf to keep them on the broker)",
                 job.job_id, settings.config)
+    from slurm_qpu.coordination import SlurmJobBoard
+    from slurm_qpu.lifecycle import run_prolog
+    from slurm_qpu.slurmcli import Scontrol, Squeue
+
     _refresh_catalog(settings)
     run_prolog(job, host.qpu_option(), settings, store,
                SlurmJobBoard(Scontrol(settings.scontrol), Squeue(settings.squeue)),
@@ -92,6 +100,8 @@ def epilog(settings: PluginSettings) -> int:
     if settings.broker:
         brokered.run_epilog(job, store, _broker(settings), on_usage)
     else:
+        from slurm_qpu.lifecycle import run_epilog
+
         run_epilog(job, settings, store, on_usage=on_usage)
     with contextlib.suppress(OSError):
         store.prune(KEEP_LEASE_RECORDS_SECONDS)

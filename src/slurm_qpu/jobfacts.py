@@ -1,0 +1,27 @@
+"""What a prolog or epilog knows about its job, as plain values.
+
+Its own module, standard library only: the broker-mode prolog needs it and must not pay
+for importing the direct-mode lifecycle (the config models, every vendor type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the prolog/epilog knows about the job, as plain values."""
+
+    job_id: int
+    node: str  # this node
+    nodes: tuple[str, ...]  # all nodes of the job, in Slurm's order
+    uid: int | None = None
+    user: str | None = None
+
+    @property
+    def first_node(self) -> str:
+        return self.nodes[0] if self.nodes else self.node
+
+    @property
+    def multi_node(self) -> bool:
+        return len(self.nodes) > 1
