@@ -17,7 +17,7 @@ EXTRAS        ?=
 PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
 .PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
-        test-cluster demo lab-up lab-down cluster-up cluster-down clean
+        test-cluster demo lab-up lab-down cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
@@ -32,6 +32,8 @@ help:
 	@echo "make cluster-up  docker cluster: login, controller+slurmdbd, MariaDB, c1 c2 q1,"
 	@echo "                 broker, emulator (installs docker.io and starts dockerd if need be)"
 	@echo "make cluster-down  remove the cluster's containers (images stay cached)"
+	@echo "make bench       measure what the plugin costs jobs, the broker and the proxy;"
+	@echo "                 writes BENCHMARKS.md (BENCH_ARGS='--quick' or '--only broker')"
 
 deps:
 	@tools/install-deps.sh
@@ -64,8 +66,9 @@ $(PY_DEV): pyproject.toml
 dev: $(PY_DEV)
 
 lint: $(PY_DEV)
-	$(VENV_DEV)/bin/ruff check src tests
+	$(VENV_DEV)/bin/ruff check src tests benchmarks
 	$(VENV_DEV)/bin/mypy
+	$(VENV_DEV)/bin/mypy benchmarks
 
 test-unit: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator tests/broker $(PYTEST_ARGS)
@@ -103,6 +106,10 @@ endif
 cluster-up: $(PY_DEV) shim
 	tools/install-deps.sh debootstrap
 	$(PY_DEV) -m slurm_qpu.lab cluster-up
+
+# a real Slurm lab (slot 4), the broker and the emulator come up and go; ~15 minutes
+bench: $(PY_DEV) shim
+	$(PY_DEV) -m benchmarks $(BENCH_ARGS)
 
 cluster-down: $(PY_DEV)
 	$(PY_DEV) -m slurm_qpu.lab cluster-down
