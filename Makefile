@@ -23,7 +23,7 @@ help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
 	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot,"
 	@echo "                 the docker cluster)"
-	@echo "make shim        build shim/spank_qpu.so"
+	@echo "make shim        build shim/spank_qpu.so and its Python half spank_qpu_python.so"
 	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local);"
 	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
 	@echo "make lab-up      start munge, slurmctld and two slurmd with the plugin (writes lab.env)"
@@ -45,7 +45,8 @@ shim: deps
 install: shim
 	install -d -m 0755 $(DESTDIR)$(PLUGIN_DIR) $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)$(PREFIX)/share/slurm-qpu
-	install -m 0755 shim/spank_qpu.so $(DESTDIR)$(PLUGIN_DIR)/spank_qpu.so
+	@# the plugin and its Python half (loaded on first use) go in the same directory
+	install -m 0755 shim/spank_qpu.so shim/spank_qpu_python.so $(DESTDIR)$(PLUGIN_DIR)/
 	[ -x $(DESTDIR)$(VENV_DIR)/bin/python ] || { $(PYTHON) -m venv $(DESTDIR)$(VENV_DIR) && \
 		$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --upgrade pip setuptools wheel; }
 	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation '$(PIP_TARGET)'

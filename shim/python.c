@@ -1,5 +1,6 @@
 /*
- * python.c -- embed the system CPython and expose Slurm to it as `_spank`.
+ * python.c -- the Python half (spank_qpu_python.so): embed the system CPython and
+ * expose Slurm to it as `_spank`. Loaded by pyload.c only when a callback needs it.
  *
  * Lab facts this file follows (see DESIGN.md):
  *  - Slurm dlopen()s plugins RTLD_LOCAL; libpython must be promoted to
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "python.h"
 
 #ifndef LIBPYTHON_SONAME
@@ -28,6 +30,7 @@
 #endif
 
 static spank_t cur_sp;          /* handle of the callback in progress */
+static const struct shim_host *host;   /* the plugin's state (python.h) */
 static pid_t py_pid;            /* process that started Python (0: not started) */
 static int py_broken;           /* start-up failed: do not retry in this process */
 static PyObject *py_handlers;   /* the imported handler module */
@@ -36,7 +39,7 @@ static PyObject *py_handlers;   /* the imported handler module */
 
 static PyObject *m_context(PyObject *self, PyObject *unused)
 {
-	return PyUnicode_FromString(shim_context_name());
+	return PyUnicode_FromString(host->context_name());
 }
 
 static PyObject *m_setenv(PyObject *self, PyObject *args)
@@ -85,16 +88,16 @@ static PyObject *m_getopt(PyObject *self, PyObject *unused)
 {
 	char *value = NULL;
 
-	if (spank_option_getopt(cur_sp, &shim_qpu_option, &value) != ESPANK_SUCCESS || !value)
+	if (spank_option_getopt(cur_sp, host->qpu_option, &value) != ESPANK_SUCCESS || !value)
 		Py_RETURN_NONE;
 	return PyUnicode_FromString(value);
 }
 
 static PyObject *m_option_value(PyObject *self, PyObject *unused)
 {
-	if (!shim_option_value)
+	if (!*host->option_value)
 		Py_RETURN_NONE;
-	return PyUnicode_FromString(shim_option_value);
+	return PyUnicode_FromString(*host->option_value);
 }
 
 /* Integer job facts from spank_get_item, by name; None when not available here. */
@@ -207,7 +210,7 @@ static void trace_startup(const struct shim_args *a, const char *callback, doubl
 		return;
 	n = snprintf(line, sizeof(line), "%ld pid=%d uid=%d ctx=%s cb=%s ms=%.2f\n",
 		     (long)time(NULL), (int)getpid(), (int)getuid(),
-		     shim_context_name(), callback, ms);
+		     host->context_name(), callback, ms);
 	if (write(fd, line, n) < 0) { /* best effort */ }
 	close(fd);
 }
@@ -286,7 +289,7 @@ static int start_python(int ac, char **av, const char *callback)
 	}
 	trace_startup(&a, callback, now_ms() - t0);
 	slurm_debug("qpu: python %s started in pid %d (%s, %s) in %.1f ms", Py_GetVersion(),
-		    (int)getpid(), shim_context_name(), callback, now_ms() - t0);
+		    (int)getpid(), host->context_name(), callback, now_ms() - t0);
 	PyEval_SaveThread();
 	return py_broken ? -1 : 0;
 }
@@ -310,12 +313,15 @@ static PyObject *args_list(int ac, char **av)
 	return list;
 }
 
-int py_call(spank_t sp, const char *fn, int ac, char **av, const char *value, int remote)
+__attribute__((visibility("default")))
+int spank_qpu_py_call(const struct shim_host *plugin, spank_t sp, const char *fn, int ac,
+		      char **av, const char *value, int remote)
 {
 	PyGILState_STATE gil;
 	PyObject *args, *r = NULL;
 	int rc = 0;
 
+	host = plugin;
 	if (start_python(ac, av, fn) < 0)
 		return -1;
 	gil = PyGILState_Ensure();

@@ -47,3 +47,25 @@ def test_crashing_prolog_and_epilog_fail_the_job_not_the_node(lab, tmp_path):
     run = lab.run_job("-N2", "--qpu=sim_a", script="srun echo OK=$QRMI_JOB_QPU_RESOURCES\n")
     assert run.state == "COMPLETED"
     assert run.output.count("OK=sim_a") == 2
+
+
+def test_a_missing_python_half_refuses_qpu_submissions_and_leaves_other_jobs_alone(lab):
+    lonely = lab.root / "lonely-plugin"
+    lonely.mkdir(exist_ok=True)
+    lonely.chmod(0o755)
+    plugin = lonely / "spank_qpu.so"
+    plugin.write_bytes((lab.prefix / "lib/slurm/spank_qpu.so").read_bytes())
+    plugin.chmod(0o755)
+    path = lab.etc / "plugstack.conf"
+    good = path.read_text()
+    path.write_text(lab.plugstack_line().replace(f"{lab.prefix}/lib/slurm/spank_qpu.so",
+                                                 str(plugin)) + "\n")
+    try:
+        refused = lab.as_user(["sbatch", "--qpu=sim_a", "--wrap", "true"])
+        plain = lab.run_job(script="echo PLAIN-OK\n")
+    finally:
+        path.write_text(good)
+    assert refused.returncode != 0
+    assert (f"qpu: cannot load {lonely}/spank_qpu_python.so (install it beside "
+            "spank_qpu.so)") in refused.stderr
+    assert plain.state == "COMPLETED" and "PLAIN-OK" in plain.output

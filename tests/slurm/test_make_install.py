@@ -16,6 +16,13 @@ def test_make_install_honours_destdir_and_prefix(tmp_path):
     plugin = root / "lib/slurm/spank_qpu.so"
     venv = root / "lib/slurm-qpu/venv"
     assert plugin.is_file()
+    # the plugin does not link libpython (every Slurm command loads it); its Python half,
+    # beside it, does and is loaded only when a callback needs Python
+    assert "libpython" not in subprocess.run(["ldd", str(plugin)], capture_output=True,
+                                             text=True, check=True).stdout
+    half = plugin.with_name("spank_qpu_python.so")
+    assert "libpython3" in subprocess.run(["ldd", str(half)], capture_output=True, text=True,
+                                          check=True).stdout
     assert (root / "share/slurm-qpu/plugstack.conf.example").is_file()
     assert (root / "share/slurm-qpu/qrmi_config.example.json").is_file()
     # the staged scripts name the final location, not the staging directory

@@ -263,11 +263,13 @@ class DockerCluster:
                               check=False)
         if proc.returncode != 0:
             raise ClusterError("pip wheel of slurm-qpu failed:\n" + proc.stdout + proc.stderr)
-        shim = self.source / "shim" / "spank_qpu.so"
-        if not shim.exists():
+        shims = [self.source / "shim" / name
+                 for name in ("spank_qpu.so", "spank_qpu_python.so")]  # plugin, Python half
+        if not all(shim.exists() for shim in shims):
             subprocess.run(["make", "-C", str(self.source), "shim"], check=True,
                            stdout=subprocess.DEVNULL)
-        shutil.copy(shim, ctx / "spank_qpu.so")
+        for shim in shims:
+            shutil.copy(shim, ctx / shim.name)
         # as an admin does: the public name list users' sbatch checks --qpu against, and
         # the Slurm lines and job_submit.lua `slurm-qpu slurm-conf` makes of the config
         config = self.root / "build" / "qrmi_config.json"
