@@ -56,3 +56,27 @@ def test_an_unexpected_status_carries_the_vendors_words() -> None:
         client.request("POST", "/jobs/1/cancel")
     assert str(excinfo.value) == "Vendor error 409: job already final"
     assert excinfo.value.status == 409
+
+
+def test_vendor_clients_share_one_tls_context_per_process(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from slurm_qpu.vendor import http as vendor_http
+
+    built: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counting() -> object:
+        built.append(real())
+        return built[-1]
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    vendor_http.tls_context.cache_clear()
+    try:
+        for _ in range(3):  # the broker makes clients for every acquire and release
+            vendor_http.VendorClient("https://vendor.test", "Test").close()
+    finally:
+        vendor_http.tls_context.cache_clear()
+    assert len(built) == 1  # loading the CA bundle costs ~40 ms: once, not per client

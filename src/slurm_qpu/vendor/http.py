@@ -8,7 +8,9 @@ The transport is pluggable (``httpx.MockTransport`` in tests), as in httpx itsel
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +105,14 @@ def _validation_item(item: Any) -> str:
     return f"{where}: {item.get('msg', item)}" if where else str(item.get("msg", item))
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, built once per process: building one loads
+    the CA bundle (~40 ms of CPU), and the broker makes vendor clients for every acquire
+    and every release (BENCHMARKS.md: it was most of a lease cycle)."""
+    return httpx.create_ssl_context()
+
+
 @dataclass
 class VendorClient:
     base_url: str
@@ -118,7 +128,7 @@ class VendorClient:
     def __post_init__(self) -> None:
         self._http = httpx.Client(base_url=self.base_url.rstrip("/"), transport=self.transport,
                                   headers=dict(self.headers), follow_redirects=False,
-                                  auth=self.http_auth)
+                                  auth=self.http_auth, verify=tls_context())
 
     def close(self) -> None:
         self._http.close()
