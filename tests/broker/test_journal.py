@@ -240,3 +240,119 @@ def test_usage_counts_jobs_shots_and_qpu_time_per_qpu_and_skips_containers(path:
             a.qpu_seconds) == ("sim_a", 1001.0, 1010.0, 9.0, 2, 10, 0.25)
     assert (b.qpu, b.end, b.session_seconds, b.vendor_jobs, b.shots, b.qpu_seconds) == \
         ("sim_b", None, None, 0, None, None)
+
+
+# ---------------------------------------------------------------------- group commit
+
+def _count_fsyncs(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[int]:
+    """Every os.fsync the journal makes, slowed by ``delay`` (a slow disk)."""
+    import time
+
+    from slurm_qpu.broker import journal as journal_module
+
+    calls: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(delay)
+        real(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    return calls
+
+
+def test_every_write_is_on_disk_before_it_returns(path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(path)  # synchronous=FULL, the broker's default
+    calls = _count_fsyncs(monkeypatch)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    assert len(calls) >= 1 and journal._synced == journal._committed
+    journal.set_state(lease, State.ACQUIRED)
+    assert journal._synced == journal._committed
+    # SQLite itself no longer syncs in COMMIT: the journal does, outside its lock
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    journal.close()
+
+
+def test_concurrent_writes_share_their_fsyncs(path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    journal = Journal(path)
+    leases = [journal.begin(job, user=None, uid=None, names=["a"], overrides={},
+                            expires_at=None) for job in range(1, 21)]
+    calls = _count_fsyncs(monkeypatch, delay=0.02)
+    go = threading.Barrier(len(leases))
+
+    def write(lease: object) -> None:
+        go.wait()
+        journal.set_state(lease, State.ACQUIRED)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=write, args=(lease,)) for lease in leases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert journal._synced == journal._committed  # every one of them on disk...
+    assert len(calls) < len(leases)  # ...with fewer fsyncs than transactions
+    assert all(j.state is State.ACQUIRED for j in journal.active())
+    journal.close()
+
+
+def test_a_write_made_not_durable_is_synced_by_the_next(path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(path)
+    journal.signing_key()
+    calls = _count_fsyncs(monkeypatch)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
+                          durable=False)
+    assert calls == [] and journal._synced < journal._committed
+    assert journal.current(5) == lease  # committed: visible to every reader at once
+    journal.sync()
+    assert len(calls) == 1 and journal._synced == journal._committed
+    journal.sync()
+    assert len(calls) == 1  # nothing new to sync
+    journal.close()
+
+
+def test_synchronous_normal_makes_no_fsync_of_its_own(path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(path, synchronous="NORMAL")
+    calls = _count_fsyncs(monkeypatch)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    journal.set_state(lease, State.ACQUIRED)
+    assert calls == []
+    journal.close()
+
+
+def test_a_transaction_writes_all_or_nothing(path: Path) -> None:
+    journal = Journal(path)
+    lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
+    with pytest.raises(RuntimeError), journal.transaction():
+        journal.add_held(lease, Held("a", "local-simulator", "tok", 1.0))
+        journal.set_state(lease, State.ACQUIRED)
+        raise RuntimeError("the broker fell over here")
+    got = journal.current(5)
+    assert got is not None and got.state is State.ACQUIRING and got.held == []
+    with journal.transaction():
+        journal.add_held(lease, Held("a", "local-simulator", "tok", 1.0))
+        journal.set_state(lease, State.ACQUIRED)
+    journal.close()
+    got = Journal(path).current(5)
+    assert got is not None and got.state is State.ACQUIRED and [h.token for h in got.held] \
+        == ["tok"]
+
+
+def test_a_lease_can_be_begun_at_the_generation_the_caller_read(path: Path) -> None:
+    journal = Journal(path)
+    first = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
+                          gen=1)
+    journal.set_state(first, State.RELEASED)
+    second = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
+                           gen=2)
+    assert (first.gen, second.gen) == (1, 2) and journal.current(5) == second
+    with pytest.raises(sqlite3.IntegrityError):  # never two leases of one generation
+        journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
+                      gen=2)
+    journal.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,21 @@ def test_a_token_of_generation_1_is_refused_once_generation_2_exists(tmp_path: P
     assert service.authenticate(old_access) is None
     got = service.authenticate(service.job_token(second))
     assert got is not None and got.gen == 2
+
+
+def test_an_access_jwt_is_verified_once_and_still_expires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    book = TokenBook(KEY)
+    record = lease(7, 1, expires_at=None)
+    token, life = book.access_token(record)
+    verified: list[str] = []
+    real = jwt.verify
+    monkeypatch.setattr(jwt, "verify", lambda *a: verified.append(a[1]) or real(*a))
+    for _ in range(3):  # an SDK sends the same token with every request
+        assert book.parse(token) == TokenRef(7, 1) and book.matches(token, record)
+    assert verified == [token]
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + life + 1)
+    assert book.parse(token) is None  # remembered as verified, not as valid forever
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert book.parse(forged) is None  # a different string: verified, and refused

@@ -89,6 +89,12 @@ class BrokerClient:
             self._conn = None
             raise _NoAnswer(_reason(exc)) from exc
 
+    def close(self) -> None:
+        """Close the connection (a prolog's exit does it; a long-lived caller closes)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def call(self, method: str, path: str, payload: Any = None) -> Any:
         body = b"" if payload is None else json.dumps(payload).encode()
         end = self.clock() + self.deadline

@@ -115,15 +115,36 @@ def _private(path: str) -> None:
 
 
 class Journal:
+    """The leases, in one SQLite connection shared by the broker's threads.
+
+    ``synchronous="FULL"`` (the broker's default): every transaction is on disk before the
+    call that made it returns, so a lease the broker granted survives a crash or a power
+    loss. SQLite's own FULL mode fsyncs the WAL inside every COMMIT, under the journal's
+    lock: every other request waited for the disk, one fsync after the other. Here SQLite
+    commits without it (its NORMAL mode, which still syncs at checkpoints) and the
+    committing thread fsyncs the WAL itself after releasing the lock; one fsync covers
+    every transaction committed before it, so concurrent requests share them (group
+    commit). A transaction made with ``durable=False`` (``begin``) must be followed by a
+    durable one or ``sync()`` before anything is answered or any vendor is asked."""
+
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()  # one fsync at a time; the others wait for it
+        self._committed = 0  # transactions committed so far (counted under _lock)
+        self._synced = 0  # how many of them an fsync has covered
+        self._wal: int | None = None  # the WAL's file descriptor, for the group fsync
+        self._group = False
+        self._open = False  # a transaction is open (only read or set under _lock)
         try:
             _private(self.path)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            # group commit needs the WAL (a file of its own to fsync); without one (an
+            # in-memory journal, a file system without shared memory) SQLite syncs
+            self._group = synchronous.upper() == "FULL" and str(mode).lower() == "wal"
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if self._group else synchronous}")
             self._db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
@@ -152,17 +173,77 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._wal is not None:
+                os.close(self._wal)
+                self._wal = None
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One transaction (and one fsync) for every write this thread makes inside it:
+        all of them or none. Never around a vendor call: it holds the journal."""
+        with self._tx(durable):
+            yield
+
+    @contextmanager
+    def _tx(self, durable: bool = True, *, single: bool = False
+            ) -> Iterator[sqlite3.Connection]:
+        """A write transaction. ``single``: the caller runs one statement, which SQLite
+        makes a transaction of its own (no BEGIN and COMMIT to run: fewer round trips
+        through the journal's lock). Inside ``transaction()`` the writes join it."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            if self._open:  # this thread's transaction() commits and syncs
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                return
+            if single:
+                yield self._db
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._open = True
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._open = False
+                self._db.execute("COMMIT")
+            self._committed += 1
+            seq = self._committed
+        if durable:
+            self._sync(seq)  # outside the lock: the others read and commit meanwhile
+
+    def sync(self) -> None:
+        """Put every transaction committed so far on disk (after ``durable=False``)."""
+        self._sync(self._committed)
+
+    def _sync(self, seq: int) -> None:
+        """Return once transaction number ``seq`` is on disk."""
+        if not self._group:
+            return  # SQLite synced it in COMMIT (or was told not to)
+        with self._sync_lock:
+            if self._synced >= seq:
+                return  # an fsync that started after our commit covered it
+            target = self._committed  # everything committed by now goes with this fsync
+            try:
+                os.fsync(self._wal_fd())
+            except OSError as exc:
+                raise JournalError(f"cannot write the broker journal {self.path} to "
+                                   f"disk: {exc}") from None
+            self._synced = target
+
+    def _wal_fd(self) -> int:
+        if self._wal is None:
+            # the connection keeps its WAL file as long as it is open (SQLite deletes it
+            # when the last connection closes, and resets it in place after checkpoints)
+            self._wal = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+            # a WAL SQLite has just created needs its directory entry on disk too (in
+            # FULL mode SQLite syncs the directory once, for the same reason)
+            directory = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return self._wal
 
     def _meta(self, key: str) -> str | None:
         with self._lock:
@@ -170,7 +251,7 @@ class Journal:
         return row[0] if row else None
 
     def _set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def signing_key(self) -> bytes:
@@ -227,12 +308,17 @@ class Journal:
     def begin(self, job_id: int, *, user: str | None, uid: int | None, names: list[str],
               overrides: dict[str, dict[str, str]], expires_at: float | None,
               now: float | None = None, request: str | None = None,
-              selected: dict[str, str] | None = None) -> LeaseRecord:
+              selected: dict[str, str] | None = None, durable: bool = True,
+              gen: int | None = None) -> LeaseRecord:
+        """A new lease (generation ``gen``: the caller read the job's latest under the
+        job's lock and saves the journal a look; by default the next after the latest)."""
         now = time.time() if now is None else now
-        with self._tx() as db:
-            row = db.execute("SELECT MAX(gen) FROM leases WHERE job_id=?", (job_id,)).fetchone()
-            gen = (row[0] or 0) + 1
-            salt = secrets.token_hex(16)
+        salt = secrets.token_hex(16)
+        with self._tx(durable, single=gen is not None) as db:
+            if gen is None:
+                row = db.execute("SELECT MAX(gen) FROM leases WHERE job_id=?",
+                                 (job_id,)).fetchone()
+                gen = (row[0] or 0) + 1
             db.execute(f"INSERT INTO leases ({self._COLUMNS}) VALUES "
                        "(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, NULL, '[]', ?, ?)",
                        (job_id, gen, State.ACQUIRING.value, user, uid, json.dumps(names),
@@ -242,7 +328,7 @@ class Journal:
                            salt, now, expires_at, request=request, selected=dict(selected or {}))
 
     def add_held(self, lease: LeaseRecord, held: Held) -> None:
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
                        (lease.job_id, lease.gen, held.name, held.type, held.token,
                         held.acquired_at))
@@ -251,7 +337,7 @@ class Journal:
     def mark_held_released(self, lease: LeaseRecord, name: str, error: str | None,
                            now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("UPDATE held SET released_at=?, error=? WHERE job_id=? AND gen=? "
                        "AND name=?", (None if error else now, error, lease.job_id, lease.gen,
                                       name))
@@ -263,7 +349,7 @@ class Journal:
                   release_errors: list[str] | None = None, now: float | None = None) -> None:
         now = time.time() if now is None else now
         released_at = now if state is State.RELEASED else None
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("UPDATE leases SET state=?, error=COALESCE(?, error), released_at=?, "
                        "release_errors=? WHERE job_id=? AND gen=?",
                        (state.value, error, released_at,
@@ -283,7 +369,7 @@ class Journal:
                        counted: bool = True) -> None:
         """Record a vendor job the lease created (``counted=False``: a container such as a
         Pasqal batch, owned by the job but not a job of its own in the usage record)."""
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("INSERT OR IGNORE INTO vendor_jobs (job_id, gen, name, vendor_job_id, "
                        "created_at, shots, counted) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (lease.job_id, lease.gen, name, vendor_job_id,
@@ -293,7 +379,7 @@ class Journal:
                              qpu_seconds: float) -> None:
         """The QPU time the vendor reports for one of the lease's jobs (seen as the job's
         status passes through the proxy; the last report wins)."""
-        with self._tx() as db:
+        with self._tx(single=True) as db:
             db.execute("UPDATE vendor_jobs SET qpu_seconds=? WHERE job_id=? AND gen=? AND "
                        "name=? AND vendor_job_id=?",
                        (qpu_seconds, lease.job_id, lease.gen, name, vendor_job_id))

@@ -24,18 +24,18 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-import httpx
-
 from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.client import munge_payload
+from slurm_qpu.broker.httpserver import BrokerHTTPServer
 from slurm_qpu.broker.journal import LeaseRecord
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
+from slurm_qpu.broker.upstream import Answer, Pool, UpstreamError
 from slurm_qpu.broker.views import (
     FORWARD,
     Call,
@@ -54,8 +54,9 @@ audit = logging.getLogger("slurm_qpu.audit")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
 CREDENTIAL_HEADERS = {"authorization", "service-crn", "x-api-key", "cookie"}
+NOT_FORWARDED = frozenset(HOP_BY_HOP | CREDENTIAL_HEADERS)
 NODE_API_MAX_BODY = 64 * 1024
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024  # bytes of a job's request body read (and forwarded) at a time
 _LEASE_PATH = re.compile(r"^/v1/leases/([0-9]{1,12})$")
 _PROXY_PATH = re.compile(r"^/p/([A-Za-z_][A-Za-z0-9_]*)(?:/(.*))?$")
 
@@ -130,6 +131,25 @@ def decoded(headers: Any, body: bytes, limit: int) -> bytes:
     return out
 
 
+def decoded_answer(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """A vendor's answer as a view reads it (the broker asks for gzip or nothing),
+    inflated no further than the limit."""
+    encoding = (encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise Refused(502, f"the vendor's answer is {encoding}-encoded, which the broker "
+                           "cannot read")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+    try:
+        out = inflate.decompress(body, limit + 1)
+    except zlib.error:
+        raise Refused(502, f"the vendor's answer is not the {encoding} data it says") from None
+    if len(out) > limit:
+        raise Refused(502, "the vendor's answer is over the broker's limit")
+    return out
+
+
 def token_of(headers: Any) -> str | None:
     value = str(headers.get("Authorization") or "")
     scheme, _, credential = value.partition(" ")
@@ -185,14 +205,12 @@ class Broker:
     service: LeaseService
     limits: Limits = field(default_factory=Limits)
     node_uids: frozenset[int] = frozenset({0})
-    transport: httpx.BaseTransport | None = None
     decode: Callable[[str], munge.Decoded] = munge.decode
 
     def __post_init__(self) -> None:
         self.rates = RateLimiter(self.limits.rate, self.limits.burst)
-        self.http = httpx.Client(transport=self.transport, follow_redirects=False,
-                                 timeout=httpx.Timeout(self.limits.upstream_timeout,
-                                                       connect=10.0))
+        # the vendors, kept alive between a job's requests (broker/upstream.py)
+        self.http = Pool(connect_timeout=10.0, read_timeout=self.limits.upstream_timeout)
         self._upstreams: dict[tuple[str, str], Upstream] = {}
         self._up_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -213,16 +231,13 @@ class Broker:
     # ------------------------------------------------------------------ server
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        server = ThreadingHTTPServer((host, port), _handler_class(self))
-        server.daemon_threads = True
+        server = BrokerHTTPServer((host, port), _handler_class(self))
         self._server = server
         threading.Thread(target=server.serve_forever, name="broker-http", daemon=True).start()
         return f"http://{host}:{server.server_address[1]}"
 
     def serve_forever(self, host: str, port: int) -> None:
-        ThreadingHTTPServer.request_queue_size = 128
-        server = ThreadingHTTPServer((host, port), _handler_class(self))
-        server.daemon_threads = True
+        server = BrokerHTTPServer((host, port), _handler_class(self))
         self._server = server
         server.serve_forever()
 
@@ -281,7 +296,9 @@ class _Exchange:
         else:
             left = length or 0
             while left > 0:
-                data = rfile.read(min(CHUNK, left))
+                # what one read of the socket gives: passed on without waiting for a
+                # block to fill (a 1 MiB body reaches the vendor as it arrives)
+                data = rfile.read1(min(CHUNK, left))
                 if not data:
                     return
                 left -= len(data)
@@ -322,8 +339,12 @@ class _Exchange:
         h.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)
+        # the body goes out in the headers' write: one send() and one TCP segment for a
+        # small answer instead of two (BaseHTTPRequestHandler buffers headers in
+        # _headers_buffer until end_headers() flushes it)
+        h._headers_buffer.append(b"\r\n")  # type: ignore[attr-defined]
+        h._headers_buffer.append(body)  # type: ignore[attr-defined]
+        h.flush_headers()
         self.status, self.bytes_out, self.responded = status, len(body), True
 
     def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -341,6 +362,10 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "slurm-qpu-broker"
         sys_version = ""
+        # TCP_NODELAY: an answer's headers and body go out in separate writes; with Nagle
+        # the body waits for the client's delayed ACK of the headers, 40 ms on every
+        # keep-alive request that has a body (BENCHMARKS.md, item 4)
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the audit log says what matters, without query strings
@@ -463,12 +488,12 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise Refused(404, "expected /p/<qpu>/<path>")
             name, rest = m.group(1), m.group(2) or ""
             who["qpu"] = name
-            if token_of(self.headers) is None and s3proxy.is_storage_route(rest):
+            token = token_of(self.headers)
+            if token is None and s3proxy.is_storage_route(rest):
                 # IBM Quantum System job storage: S3 clients send SigV4 signed with the
                 # S3 credentials the job's lease derives, not the job token
                 self._storage(ex, name, rest, query, who)
                 return
-            token = token_of(self.headers)
             form_token = None
             if token is None and rest == "identity/token" and self.command == "POST":
                 form = parse_qs(ex.body(NODE_API_MAX_BODY).decode("utf-8", "replace"))
@@ -563,27 +588,29 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 headers["content-length"] = str(length)
             if out.rechunk is not None and content is not None:
                 content = out.rechunk(content)
-            request = broker.http.build_request(out.method, out.url, headers=headers,
-                                                content=content)
             try:
-                response = broker.http.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise s3proxy.StorageRefused(504, "RequestTimeout",
-                                             "the S3 store did not answer in time") from None
-            except httpx.HTTPError as exc:
+                response = broker.http.send(out.method, out.url, headers, content)
+            except UpstreamError as exc:
+                if exc.timeout:
+                    raise s3proxy.StorageRefused(504, "RequestTimeout",
+                                                 "the S3 store did not answer in time") from None
                 raise s3proxy.StorageRefused(502, "ServiceUnavailable", (
-                    f"the S3 store cannot be reached: {type(exc).__name__}")) from None
-            with contextlib.closing(response):
-                decision = FORWARD if response.status_code < 400 else \
+                    f"the S3 store cannot be reached: {exc}")) from None
+            with response:
+                decision = FORWARD if response.status < 400 else \
                     Decision(on_response=lambda status, body: out.masked(body))
                 self._relay(ex, response, decision)
 
         def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision) -> None:
             url = f"{up.base_url}/{call.path}" + (f"?{call.query}" if call.query else "")
             headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in HOP_BY_HOP | CREDENTIAL_HEADERS}
+                       if k.lower() not in NOT_FORWARDED}
             if call.body is not None:  # the view read it decoded: it goes on decoded
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
+            if decision.on_response is not None:
+                # the view reads the answer: in an encoding the broker can decode
+                headers = {k: v for k, v in headers.items() if k.lower() != "accept-encoding"}
+                headers["Accept-Encoding"] = "gzip"
             body: bytes | Iterator[bytes] | None = \
                 decision.body if decision.body is not None else call.body
             replayable = True
@@ -607,62 +634,68 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 except VendorError as exc:
                     raise Refused(502, f"the broker cannot authenticate to the vendor: "
                                        f"{exc}") from None
-                request = broker.http.build_request(call.method, url, headers={**headers,
-                                                                                **auth},
-                                                    content=body)
                 try:
-                    response = broker.http.send(request, stream=True)
-                except httpx.TimeoutException:
-                    raise Refused(504, "the vendor did not answer in time") from None
-                except httpx.HTTPError as exc:
-                    raise Refused(502, f"the vendor cannot be reached: "
-                                       f"{type(exc).__name__}") from None
-                if response.status_code == 401 and attempt == 1 and replayable:
+                    response = broker.http.send(call.method, url, {**headers, **auth}, body)
+                except UpstreamError as exc:
+                    if exc.timeout:
+                        raise Refused(504, "the vendor did not answer in time") from None
+                    raise Refused(502, f"the vendor cannot be reached: {exc}") from None
+                if response.status == 401 and attempt == 1 and replayable:
                     response.close()
                     continue
                 break
-            with contextlib.closing(response):
+            with response:
                 self._relay(ex, response, decision)
 
-        def _relay(self, ex: _Exchange, response: httpx.Response, decision: Decision) -> None:
+        def _relay(self, ex: _Exchange, response: Answer, decision: Decision) -> None:
             limit = broker.limits.max_body
-            keep = [(k, v) for k, v in response.headers.multi_items()
-                    if k.lower() not in HOP_BY_HOP]
+            keep = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
             if decision.on_response is not None:
-                raw = b""
-                for chunk in response.iter_bytes():
-                    raw += chunk
-                    if len(raw) > limit:
-                        raise Refused(502, "the vendor's answer is over the broker's limit")
-                body = decision.on_response(response.status_code, raw)
-                self.send_response(response.status_code)
+                try:
+                    raw = response.read(limit)
+                except UpstreamError as exc:
+                    raise Refused(504 if exc.timeout else 502,
+                                  "the vendor did not answer in time" if exc.timeout else
+                                  f"the vendor's answer broke off: {exc}") from None
+                if raw is None:
+                    raise Refused(502, "the vendor's answer is over the broker's limit")
+                raw = decoded_answer(raw, response.header("Content-Encoding"), limit)
+                body = decision.on_response(response.status, raw)
+                self.send_response(response.status)
                 for k, v in keep:
                     if k.lower() != "content-encoding":
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                ex.status, ex.bytes_out, ex.responded = response.status_code, len(body), True
+                ex.status, ex.bytes_out, ex.responded = response.status, len(body), True
                 return
-            self.send_response(response.status_code)
+            self.send_response(response.status)
             for k, v in keep:
                 self.send_header(k, v)
-            length = response.headers.get("Content-Length")
+            length = response.header("Content-Length")
             chunked = length is None and self.command != "HEAD" and \
-                response.status_code not in (204, 304)
+                response.status not in (204, 304)
             if length is not None:
                 self.send_header("Content-Length", length)
             elif chunked:
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            ex.status, ex.responded = response.status_code, True
-            for chunk in response.iter_raw(CHUNK):
-                ex.bytes_out += len(chunk)
-                if ex.bytes_out > limit:
-                    self.close_connection = True
-                    log.warning("job response over %d bytes cut off", limit)
-                    return
-                self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            ex.status, ex.responded = response.status, True
+            try:
+                for chunk in response.blocks():
+                    ex.bytes_out += len(chunk)
+                    if ex.bytes_out > limit:
+                        self.close_connection = True
+                        log.warning("job response over %d bytes cut off", limit)
+                        return
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked
+                                     else chunk)
+            except UpstreamError as exc:
+                # the status line is out: all the job can be told is a cut connection
+                self.close_connection = True
+                log.warning("the vendor's answer to %s broke off: %s", self.command, exc)
+                return
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
 
@@ -683,6 +716,8 @@ def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool,
     if with_env:
         out["env"] = service.environment(lease)
     if with_usage:
-        out["usage"] = [{**asdict(u), "session_seconds": u.session_seconds}
+        # vars(), not asdict(): every field is a plain value, and asdict's recursive
+        # deep copy was a third of the time it took to build this answer
+        out["usage"] = [{**vars(u), "session_seconds": u.session_seconds}
                         for u in service.journal.usage(lease)]
     return out

@@ -9,6 +9,7 @@ and of leases past their expiry, and finishes what a broker killed mid-acquisiti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -137,7 +138,9 @@ class LeaseService:
             elif current is not None and current.state in (State.ACQUIRED, State.FAILED):
                 return Outcome(current)  # the job's other nodes: same lease, same answer
             started = time.monotonic()
-            outcome = self._acquire(request)
+            # the next generation: nothing else begins a lease for this job meanwhile (its
+            # lock), and the journal's primary key refuses a duplicate all the same
+            outcome = self._acquire(request, current.gen + 1 if current else 1)
             self.metrics.acquire_seconds.observe(
                 time.monotonic() - started,
                 outcome="acquired" if outcome.lease.state is State.ACQUIRED else "failed")
@@ -173,7 +176,7 @@ class LeaseService:
                         "last_error_at": error[0] if error else None})
         return out
 
-    def _acquire(self, request: AcquireRequest) -> Outcome:
+    def _acquire(self, request: AcquireRequest, gen: int) -> Outcome:
         facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
         time_limit, user = request.time_limit, request.user
         placement = None
@@ -193,9 +196,13 @@ class LeaseService:
         timeout = envcontract.timeout_seconds(time_limit)
         now = self.clock()
         expires = now + timeout + EXPIRY_GRACE_SECONDS
-        # one request at a time from parsing to the journal: a selection counts the leases
-        # in the journal, so two jobs at once must not both pick a QPU's last free slot
-        with self._choosing:
+        # a selection counts the leases in the journal: one selecting request at a time
+        # from counting to its journal entry, so two jobs at once never both pick a QPU's
+        # last free slot. A request of names only counts and picks nothing (and goes past
+        # max_jobs as a named QPU always could): it need not queue behind the others,
+        # and a selection's count is as exact as if it had (as if it came next)
+        choosing = self._choosing if has_selection(request.qpus) else contextlib.nullcontext()
+        with choosing:
             try:
                 items = parse_request(request.qpus)
                 config = self.config.get()
@@ -205,22 +212,34 @@ class LeaseService:
                 names, selected = resolve_request(items, config, self.factory,
                                                   self.active_counts, placement)
             except (RequestError, ConfigError, OSError) as exc:
-                lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
-                                           names=[], overrides={}, expires_at=expires, now=now)
-                self.journal.set_state(lease, State.FAILED, error=f"--qpu={request.qpus}: {exc}")
+                with self.journal.transaction():
+                    lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
+                                               names=[], overrides={}, expires_at=expires,
+                                               now=now, gen=gen)
+                    self.journal.set_state(lease, State.FAILED,
+                                           error=f"--qpu={request.qpus}: {exc}")
                 return Outcome(lease)
             defs = [d for n in names if (d := config.get(n)) is not None]
             checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
             for warning in checked.refused:
                 log.warning("job %s: %s", request.job_id, warning)
+            # committed (a selection counts it from here on) but synced below, outside
+            # the lock: the other jobs' requests need not wait for this one's disk write
             lease = self.journal.begin(request.job_id, user=user, uid=request.uid, names=names,
                                        overrides=checked.accepted, expires_at=expires, now=now,
-                                       request=request.qpus, selected=selected)
+                                       request=request.qpus, selected=selected, durable=False,
+                                       gen=gen)
+        self.journal.sync()  # on disk before any vendor is asked for anything
+
+        last: list[Held] = []
 
         def journal_it(acquired: Acquired) -> None:
-            self.journal.add_held(lease, Held(acquired.resource.name,
-                                              acquired.resource.current_type, acquired.token,
-                                              self.clock()))
+            held = Held(acquired.resource.name, acquired.resource.current_type,
+                        acquired.token, self.clock())
+            if len(lease.held) + 1 < len(defs):
+                self.journal.add_held(lease, held)  # on disk before the next vendor is asked
+            else:
+                last.append(held)  # the last grant: in the state change's transaction
 
         try:
             acquire_all(defs, facts, timeout, self.factory, checked.accepted, journal_it)
@@ -231,12 +250,18 @@ class LeaseService:
                 error=type(cause).__name__ if cause is not None else "AcquisitionFailed")
             if exc.qpu:
                 self.last_errors[exc.qpu] = (self.clock(), str(exc))
-            for held in lease.held:  # rolled back by acquire_all
-                self.journal.mark_held_released(lease, held.name, None)
-            self.journal.set_state(lease, State.FAILED, error=str(exc))
+            with self.journal.transaction():
+                for held in last:
+                    self.journal.add_held(lease, held)
+                for held in lease.held:  # rolled back by acquire_all
+                    self.journal.mark_held_released(lease, held.name, None)
+                self.journal.set_state(lease, State.FAILED, error=str(exc))
             log.error("job %s: %s", request.job_id, exc)
             return Outcome(lease, checked.refused)
-        self.journal.set_state(lease, State.ACQUIRED)
+        with self.journal.transaction():  # one write and one fsync for both
+            for held in last:
+                self.journal.add_held(lease, held)
+            self.journal.set_state(lease, State.ACQUIRED)
         log.info("job %s: acquired %s for %s", request.job_id, ",".join(names), user or "?")
         return Outcome(lease, checked.refused)
 
@@ -244,10 +269,9 @@ class LeaseService:
         """A lease the broker was acquiring when it stopped: give back what it got."""
         log.warning("job %s: the broker stopped while acquiring %s; releasing what it held",
                     lease.job_id, ",".join(lease.names))
-        errors = self._release_held(lease)
-        self.journal.set_state(lease, State.RELEASED,
-                               error="the broker stopped while acquiring the QPUs",
-                               release_errors=errors)
+        errors, last = self._release_held(lease)
+        self._released(lease, last, error="the broker stopped while acquiring the QPUs",
+                       release_errors=errors)
 
     # ------------------------------------------------------------------ release
 
@@ -261,8 +285,8 @@ class LeaseService:
             if gen is not None and lease.gen != gen:
                 return lease
             started = time.monotonic()
-            errors = self._release_held(lease) if lease.state.active else []
-            self.journal.set_state(lease, State.RELEASED, release_errors=errors)
+            errors, last = self._release_held(lease) if lease.state.active else ([], None)
+            self._released(lease, last, release_errors=errors)
             if lease.held:
                 self.metrics.release_seconds.observe(
                     time.monotonic() - started, outcome="error" if errors else "released")
@@ -271,17 +295,28 @@ class LeaseService:
                          f" ({len(errors)} error(s))" if errors else "")
             return lease
 
-    def _release_held(self, lease: LeaseRecord) -> list[str]:
+    def _released(self, lease: LeaseRecord, last: tuple[str, str | None] | None,
+                  **state: Any) -> None:
+        """The lease's end, with the release of its last QPU: one write, one fsync."""
+        with self.journal.transaction():
+            if last is not None:
+                self.journal.mark_held_released(lease, *last)
+            self.journal.set_state(lease, State.RELEASED, **state)
+
+    def _release_held(self, lease: LeaseRecord) -> tuple[list[str], tuple[str, str | None] | None]:
+        """Release every QPU the lease still holds; the errors, and the last QPU's
+        (name, error), which the caller journals with the lease's state change (every
+        other one is journalled before the next vendor is asked)."""
         errors: list[str] = []
+        pending = [h for h in lease.held if h.released_at is None]
         try:
             config: QrmiConfig | None = self.config.get()
         except (ConfigError, OSError) as exc:
             log.error("job %s: config unreadable at release (%s)", lease.job_id, exc)
             config = None
         facts = JobFacts(lease.job_id, "broker", (), lease.uid, lease.user)
-        for held in lease.held:
-            if held.released_at is not None:
-                continue
+        last: tuple[str, str | None] | None = None
+        for held in pending:
             failure = release_with_retries(config, held.name, held.type, held.token, facts,
                                            self.factory, self.release_retries,
                                            self.release_backoff)
@@ -293,8 +328,11 @@ class LeaseService:
             if error:
                 log.error("job %s: %s", lease.job_id, error)
                 errors.append(error)
-            self.journal.mark_held_released(lease, held.name, error)
-        return errors
+            if held is pending[-1]:
+                last = (held.name, error)
+            else:
+                self.journal.mark_held_released(lease, held.name, error)
+        return errors, last
 
     # ------------------------------------------------------------------ reaper
 

@@ -21,6 +21,7 @@ from slurm_qpu.broker.journal import LeaseRecord
 
 TOKEN = re.compile(r"^sqpu_([0-9]{1,12})_([0-9]{1,9})_([A-Za-z0-9_-]{43})$")
 ACCESS_LIFETIME = 3600
+MAX_VERIFIED = 4096  # access tokens remembered as verified (a few per running job)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class TokenRef:
 class TokenBook:
     def __init__(self, key: bytes) -> None:
         self.key = key
+        # access tokens already verified, with their expiry: an SDK sends the same one
+        # with every request, and checking it (HMAC, base64, JSON) twice per proxied
+        # request was a tenth of the broker's CPU (BENCHMARKS.md, item 4). Keyed by the
+        # whole token, signature included, so a hit says what verifying it again would
+        self._verified: dict[str, tuple[TokenRef, float]] = {}
 
     def _mac(self, job_id: int, gen: int, salt: str) -> str:
         digest = hmac.new(self.key, f"job-token:{job_id}:{gen}:{salt}".encode(),
@@ -48,9 +54,17 @@ class TokenBook:
         m = TOKEN.match(token)
         if m:
             return TokenRef(int(m.group(1)), int(m.group(2)))
-        claims = jwt.verify(self.key, token, time.time())
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            return hit[0] if hit[1] > now else None
+        claims = jwt.verify(self.key, token, now)
         if claims and isinstance(claims.get("job"), int) and isinstance(claims.get("gen"), int):
-            return TokenRef(claims["job"], claims["gen"])
+            ref = TokenRef(claims["job"], claims["gen"])
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()  # old tokens go; live ones are verified again
+            self._verified[token] = (ref, float(claims["exp"]))
+            return ref
         return None
 
     def matches(self, token: str, lease: LeaseRecord) -> bool:
