@@ -80,6 +80,22 @@ def _stop(pid: int, grace: float = 5.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def start_munged() -> None:
+    """Start munged as its Debian package would (a key if there is none, its directories,
+    user munge); the caller waits until it answers."""
+    key = Path("/etc/munge/munge.key")
+    if not key.exists() or key.stat().st_size == 0:
+        key.write_bytes(os.urandom(128))
+        shutil.chown(key, "munge", "munge")
+        key.chmod(0o400)
+    for d, mode in (("/run/munge", 0o755), ("/var/log/munge", 0o700),
+                    ("/var/lib/munge", 0o700)):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        shutil.chown(d, "munge", "munge")
+        Path(d).chmod(mode)
+    _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
+
+
 @dataclass
 class Lab:
     """One lab cluster rooted at ``root``. ``slot`` keeps two labs (say the developer's and
@@ -413,17 +429,7 @@ class Lab:
     def _start_munge(self) -> None:
         # Ask the socket, not pgrep: in a chroot, pgrep sees the host's munged.
         if not self._munge_answers():
-            key = Path("/etc/munge/munge.key")
-            if not key.exists() or key.stat().st_size == 0:
-                key.write_bytes(os.urandom(128))
-                shutil.chown(key, "munge", "munge")
-                key.chmod(0o400)
-            for d, mode in (("/run/munge", 0o755), ("/var/log/munge", 0o700),
-                            ("/var/lib/munge", 0o700)):
-                Path(d).mkdir(parents=True, exist_ok=True)
-                shutil.chown(d, "munge", "munge")
-                Path(d).chmod(mode)
-            _run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"])
+            start_munged()
             shutil.copy("/run/munge/munged.pid", self.root / "run" / "munged.pid")
         for _ in range(100):
             if self._munge_answers():
