@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         a for a in (argv if argv is not None else sys.argv[1:])) + "'"
         if (argv if argv is not None else sys.argv[1:]) else "")
     args.out.write_text(render(sections, started=started, seconds=time.monotonic() - t0,
-                               command=command, summary=summary))
+                               command=command, summary=summary,
+                               modules=tuple(SECTIONS)))
     print(f"wrote {args.out}")
     return 0
 

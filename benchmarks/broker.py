@@ -28,12 +28,9 @@ so that the reader sees who the bottleneck was.
 from __future__ import annotations
 
 import contextlib
-import io
 import multiprocessing
 import multiprocessing.pool
-import pstats
 import resource
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +41,7 @@ from typing import Any, TypeVar
 
 from benchmarks import processes
 from benchmarks.options import Options
+from benchmarks.profiled import profile_tables
 from benchmarks.report import Row, Section
 from benchmarks.stats import Summary, percentile
 from slurm_qpu.broker.client import BrokerClient, BrokerError
@@ -535,16 +533,8 @@ def profile_lease_cycles(workdir: Path, gen: LoadGenerator, jobs: int,
     with broker_process(workdir, profile=out) as (proc, url):
         r = gen.round(url, "lease", jobs, seconds, proc.pid)
     # the broker wrote its profile as it exited
-    text = io.StringIO()
-    stats = pstats.Stats(str(out), stream=text)
-    cpu = float(getattr(stats, "total_tt", 0.0))  # set by pstats, missing from its stubs
-    stats.sort_stats("tottime").print_stats(15)
-    own = _table(text.getvalue())
-    text.seek(0)
-    text.truncate()
-    stats.sort_stats("cumulative").print_stats(
-        r"slurm_qpu|http/(client|server)|socketserver|logging|email|sqlite", 30)
-    cumulative = _table(text.getvalue())
+    cpu, own, cumulative = profile_tables(
+        str(out), 15, r"slurm_qpu|http/(client|server)|socketserver|logging|email|sqlite", 30)
     return "\n".join([
         f"CPU-time cProfile of the broker's request threads (benchmarks/profiled.py), "
         f"{jobs} jobs back to back for {seconds:g} s: {len(r.cycles)} lease cycles, "
@@ -552,14 +542,6 @@ def profile_lease_cycles(workdir: Path, gen: LoadGenerator, jobs: int,
         "the profiler's own cost included).",
         "", "By own time:", *own, "", "Cumulative:", *cumulative])
 
-
-def _table(printed: str) -> list[str]:
-    lines = printed.splitlines()
-    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    root = str(Path(__file__).resolve().parents[1])
-    return [line.replace(root + "/src/", "").replace(root + "/", "")
-            .replace(str(Path(sys.prefix)) + "/", "").replace("/usr/lib/python3.11/", "")
-            for line in lines[start:] if line.strip()]
 
 
 # ---------------------------------------------------------------------- run

@@ -48,5 +48,33 @@ def main(argv: list[str]) -> int:
     return cli_main(args)
 
 
+def profile_tables(path: str, own_rows: int, pattern: str,
+                   cumulative_rows: int) -> tuple[float, list[str], list[str]]:
+    """(CPU seconds, the top functions by own time, the top ones matching ``pattern`` by
+    cumulative time) of a profile this wrapper wrote, with paths shortened."""
+    import io
+
+    text = io.StringIO()
+    stats = pstats.Stats(path, stream=text)
+    cpu = float(getattr(stats, "total_tt", 0.0))  # set by pstats, missing from its stubs
+    stats.sort_stats("tottime").print_stats(own_rows)
+    own = _table(text.getvalue())
+    text.seek(0)
+    text.truncate()
+    stats.sort_stats("cumulative").print_stats(pattern, cumulative_rows)
+    return cpu, own, _table(text.getvalue())
+
+
+def _table(printed: str) -> list[str]:
+    from pathlib import Path
+
+    lines = printed.splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    root = str(Path(__file__).resolve().parents[1])
+    return [line.replace(root + "/src/", "").replace(root + "/", "")
+            .replace(str(Path(sys.prefix)) + "/", "").replace("/usr/lib/python3.11/", "")
+            for line in lines[start:] if line.strip()]
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

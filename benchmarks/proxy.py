@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
-import pstats
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +43,7 @@ from urllib.parse import urlencode, urlsplit
 
 from benchmarks.options import Options
 from benchmarks.processes import Munged, Process, broker, cpu_seconds, emulator, relay
+from benchmarks.profiled import profile_tables
 from benchmarks.report import Row, Section
 from benchmarks.stats import Summary, paired_difference, ratio
 from slurm_qpu.broker.client import BrokerClient
@@ -388,16 +386,8 @@ def profile_pass(workdir: Path, requests: int) -> str:
             conn.close()
         keys = ", ".join(r.key for r in st.routes)
     # leaving the stack stopped the broker, which wrote its profile as it exited
-    text = io.StringIO()
-    stats = pstats.Stats(str(out), stream=text)
-    cpu = float(getattr(stats, "total_tt", 0.0))  # set by pstats, missing from its stubs
-    stats.sort_stats("tottime").print_stats(18)
-    own = _table(text.getvalue())
-    text.seek(0)
-    text.truncate()
-    stats.sort_stats("cumulative").print_stats(r"slurm_qpu|http/(client|server)|socketserver",
-                                               28)
-    cumulative = _table(text.getvalue())
+    cpu, own, cumulative = profile_tables(
+        str(out), 18, r"slurm_qpu|http/(client|server)|socketserver", 28)
     return "\n".join([
         f"CPU-time cProfile of the broker's request threads (benchmarks/profiled.py), "
         f"{requests} proxied requests per route ({keys}) on one keep-alive connection, "
@@ -405,13 +395,6 @@ def profile_pass(workdir: Path, requests: int) -> str:
         "", "By own time:", *own, "", "Cumulative (broker and standard-library HTTP):",
         *cumulative])
 
-
-def _table(printed: str) -> list[str]:
-    lines = printed.splitlines()
-    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    root = str(Path(__file__).resolve().parents[1])
-    return [line.replace(root + "/", "").replace(str(Path(sys.prefix)) + "/", "")
-            for line in lines[start:] if line.strip()]
 
 
 # ---------------------------------------------------------------------- report

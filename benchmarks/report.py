@@ -123,7 +123,8 @@ CHANGES = [
 
 
 def render(sections: list[Section], *, started: str, seconds: float, command: str,
-           summary: list[str]) -> str:
+           summary: list[str], modules: tuple[str, ...] = ("slurm", "broker", "proxy",
+                                                           "reference")) -> str:
     head = [
         "# slurm-qpu benchmarks",
         "",
@@ -140,8 +141,7 @@ def render(sections: list[Section], *, started: str, seconds: float, command: st
         "",
         "```",
         "make bench                          # everything (a real Slurm lab comes up and goes)",
-        "make bench BENCH_ARGS='--only broker'    # one section: "
-        + ", ".join(s.key for s in sections),
+        "make bench BENCH_ARGS='--only broker'    # one part: " + ", ".join(modules),
         "make bench BENCH_ARGS='--quick'     # few repetitions: checks it runs, numbers rough",
         "```",
         "",

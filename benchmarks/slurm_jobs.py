@@ -89,6 +89,15 @@ class BenchLab:
 
     def up(self) -> None:
         self.lab.up()
+        # slurmctld schedules at most every sched_min_interval (2 s by default): a job
+        # submitted just after a pass waits up to 2 s for the next, which would measure
+        # the scheduler's phase, not the job. Schedule on every submission instead.
+        conf = self.lab.slurm_conf.read_text().replace(
+            "SchedulerParameters=batch_sched_delay=0",
+            "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0")
+        self.lab.slurm_conf.write_text(conf)
+        self.lab.scontrol("reconfigure")
+        self.lab.wait_idle(self.lab.nodes)
         # production-like: info level in the plugin (the lab's default is debug)
         self.plugin_line = self.lab.plugstack_line().replace("log_level=debug", "log_level=info")
         self.plugstack(True)
@@ -136,6 +145,18 @@ class BenchLab:
         raise RuntimeError(f"job {job_id}: no 'completed epilog' in the slurmd logs after "
                            f"{timeout:.0f} s\n" + self.lab.tail_logs())
 
+    def wait_nodes_idle(self, timeout: float = 30.0) -> None:
+        """Until slurmctld itself sees every node idle. slurmd logs the end of an epilog
+        a moment before slurmctld hears of it; a job submitted in between waits for the
+        scheduler's next pass (up to ~1 s here), time that is Slurm's, not the job's."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.lab.node_states()
+            if states and all(s == "idle" for s in states.values()):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"nodes not idle after {timeout:.0f} s: {self.lab.node_states()}")
+
     def pytrace_mark(self) -> int:
         return len(self.lab.pytrace.read_text().splitlines())
 
@@ -149,7 +170,9 @@ class BenchLab:
         return out
 
     def job(self, *args: str) -> JobTimes:
-        """Submit the timing job (as the job user) and wait until its epilog is done."""
+        """Submit the timing job (as the job user) on an idle cluster and wait until its
+        epilog is done."""
+        self.wait_nodes_idle()
         mark = self.pytrace_mark()
         out = self.lab.jobs_dir / "bench-%j.out"
         t0 = time.time()
