@@ -79,6 +79,7 @@ def fake_bench(root: Path) -> BenchLab:
     bench.lab = SimpleNamespace(root=root, pytrace=root / "pytrace.log")  # type: ignore[assignment]
     bench._log_offsets = {}
     bench._epilogs = {}
+    bench._allocations = {}
     return bench
 
 
@@ -98,6 +99,17 @@ def test_the_end_of_an_epilog_is_read_from_slurmd_s_log_with_milliseconds(
     with log.open("a") as f:
         f.write("\n")
     assert bench.epilog_done(8, timeout=1) - first == pytest.approx(0.854, abs=1e-6)
+
+
+def test_the_allocation_of_a_job_is_read_from_slurmctld_s_log(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "slurmctld.log").write_text(
+        "[2026-11-25T11:47:16.473] sched: Allocate JobId=63 NodeList=node1 #CPUs=1\n")
+    (tmp_path / "log" / "slurmd-node1.log").write_text(
+        "[2026-11-25T11:47:16.900] debug:  completed epilog for jobid 63\n")
+    bench = fake_bench(tmp_path)
+    done = bench.epilog_done(63, timeout=1)
+    assert done - bench._allocations[63] == pytest.approx(0.427, abs=1e-6)
 
 
 def test_python_start_ups_are_counted_from_the_pytrace_lines(tmp_path: Path) -> None:
