@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pstats
 import re
+import statistics
 import subprocess
 import time
 from collections import Counter
@@ -241,7 +242,10 @@ def without_qpu(bench: BenchLab, reps: int) -> Section:
         for plugin in ((True, False) if k % 2 == 0 else (False, True)):  # ABBA: no order bias
             bench.plugstack(plugin)
             srun[plugin].append(bench.wall(["srun", "-N1", "true"]))
-            help_[plugin].append(bench.wall(["sbatch", "--help"]))
+            # a few ms each: the median of 15 per round, or process start-up noise
+            # (runuser, fork, exec) would hide a 1 ms difference
+            help_[plugin].append(statistics.median(
+                bench.wall(["sbatch", "--help"]) for _ in range(15)))
             submit[plugin].append(bench.job().to_end)
     startups = bench.startups_since(mark)
     bench.plugstack(True)
@@ -257,7 +261,8 @@ def without_qpu(bench: BenchLab, reps: int) -> Section:
     jobs = 3 * reps
     return Section("slurm-nojob", "1. Jobs without --qpu: plugin registered vs empty "
                    "plugstack.conf", rows, notes=[
-                       f"{reps} rounds, each running `srun true`, `sbatch --help` and a "
+                       f"{reps} rounds, each running `srun true`, `sbatch --help` (15 "
+                       "times: a round's value is their median) and a "
                        "`sbatch` job with and without the plugin (ABBA order). The job is "
                        "the timing script of item 2 (a `date`, an `srun true` step, a "
                        f"`date`); {jobs * 2} commands and jobs in all. Python start-ups: "
