@@ -76,7 +76,7 @@ def test_the_profile_pass_profiles_the_brokers_request_threads(tmp_path: Path) -
     _needs_munge()
     text = proxy.profile_pass(tmp_path, requests=3)
     assert "By own time:" in text and "Cumulative" in text and "ncalls" in text
-    assert "src/slurm_qpu/broker/server.py" in text  # the broker's code, from its threads
+    assert "slurm_qpu/broker/server.py" in text  # the broker's code, from its threads
     assert not any(p.name == "broker.log" and "Traceback" in p.read_text()
                    for p in (tmp_path / "profiled").iterdir())
 
