@@ -17,7 +17,7 @@ EXTRAS        ?=
 PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
 .PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
-        test-cluster demo lab-up lab-down cluster-up cluster-down bench clean
+        test-cluster test-package demo lab-up lab-down cluster-up cluster-down bench man deb clean
 
 help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
@@ -26,6 +26,10 @@ help:
 	@echo "make shim        build shim/spank_qpu.so and its Python half spank_qpu_python.so"
 	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local);"
 	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
+	@echo "make deb         Debian packages slurm-qpu, -broker, -emulator in build/packages/ for the"
+	@echo "                 Slurm and Python found here (DEB_BUILD_PROFILES=noemulator: without"
+	@echo "                 the emulator; docs/install.md)"
+	@echo "make rpm         slurm-qpu, -broker, -emulator RPMs (packaging/rpm/) in build/packages/rpm/"
 	@echo "make lab-up      start munge, slurmctld and two slurmd with the plugin (writes lab.env)"
 	@echo "make lab-down    stop the lab"
 	@echo "make demo CLUSTER=docker   the demo on the docker multi-node cluster"
@@ -34,6 +38,7 @@ help:
 	@echo "make cluster-down  remove the cluster's containers (images stay cached)"
 	@echo "make bench       measure what the plugin costs jobs, the broker and the proxy;"
 	@echo "                 writes BENCHMARKS.md (BENCH_ARGS='--quick' or '--only broker')"
+	@echo "make man         manual pages (slurm-qpu.1, slurm-qpu-COMMAND.1, spank_qpu.8) in build/man"
 
 deps:
 	@tools/install-deps.sh
@@ -51,12 +56,47 @@ install: shim
 		$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --upgrade pip setuptools wheel; }
 	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation '$(PIP_TARGET)'
 	@# a venv's scripts name their interpreter by absolute path: drop DESTDIR from it
-	[ -z "$(DESTDIR)" ] || sed -i "1s|^#!$(DESTDIR)|#!|" $(DESTDIR)$(VENV_DIR)/bin/*
+	@# (scripts only: sed -i on the bin/python symlinks would turn them into copies)
+	[ -z "$(DESTDIR)" ] || for f in $(DESTDIR)$(VENV_DIR)/bin/*; do \
+		[ -L "$$f" ] || sed -i "1s|^#!$(DESTDIR)|#!|" "$$f"; done
 	ln -sf $(VENV_DIR)/bin/slurm-qpu $(DESTDIR)$(PREFIX)/bin/slurm-qpu
 	install -m 0644 plugstack.conf.example qrmi_config.example.json \
 		$(DESTDIR)$(PREFIX)/share/slurm-qpu/
 	chmod -R a+rX $(DESTDIR)$(PREFIX)/lib/slurm-qpu
 	@echo "installed $(DESTDIR)$(PLUGIN_DIR)/spank_qpu.so and $(DESTDIR)$(VENV_DIR)"
+
+# Debian packages of this work tree (debian/), built in a copy under build/deb, for the Slurm
+# major release and the Python this machine has; the Python venvs come from PyPI.
+deb:
+	tools/install-deps.sh debhelper dpkg-dev groff-base
+	tools/build-deb build/packages
+
+# The RPMs of packaging/rpm/slurm-qpu.spec, from HEAD (git archive) when the work tree is
+# clean, else from the work tree's tracked and new files, so `make rpm` builds what you have.
+# On Debian (CI) rpmbuild is Debian's, with --nodeps (no Slurm RPMs to satisfy
+# BuildRequires) and the system python3; elsewhere the spec's defaults (python3.11).
+# packaging/rpm/README.md says what that checks and what needs a real RPM distribution.
+RPM_VERSION    = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+RPM_TOPDIR     = $(CURDIR)/build/rpm
+RPM_TARBALL    = $(RPM_TOPDIR)/SOURCES/slurm-qpu-$(RPM_VERSION).tar.gz
+RPMBUILD_ARGS ?= $(if $(wildcard /etc/debian_version),--nodeps --define 'python3_bin $(PYTHON)')
+
+.PHONY: rpm
+rpm:
+	$(if $(wildcard /etc/debian_version),tools/install-deps.sh rpm)
+	@command -v rpmbuild >/dev/null || { echo "make rpm: rpmbuild is missing (dnf install rpm-build)" >&2; exit 1; }
+	rm -rf $(RPM_TOPDIR) build/packages/rpm
+	mkdir -p $(RPM_TOPDIR)/SOURCES build/packages/rpm
+	if [ -z "$$(git status --porcelain)" ]; then \
+		git archive --format=tar.gz --prefix=slurm-qpu-$(RPM_VERSION)/ -o $(RPM_TARBALL) HEAD; \
+	else \
+		git ls-files -z -co --exclude-standard | grep -zv -E '^(\.venv|build)/' | \
+		tar -czf $(RPM_TARBALL) --null --no-recursion --ignore-failed-read \
+			--transform 's,^,slurm-qpu-$(RPM_VERSION)/,S' -T -; \
+	fi
+	rpmbuild -bb $(RPMBUILD_ARGS) --define "_topdir $(RPM_TOPDIR)" packaging/rpm/slurm-qpu.spec
+	find $(RPM_TOPDIR)/RPMS -name '*.rpm' -exec cp {} build/packages/rpm/ \;
+	ls -1 build/packages/rpm/*.rpm
 
 $(PY_DEV): pyproject.toml
 	@tools/install-deps.sh
@@ -86,7 +126,12 @@ test-cluster: $(PY_DEV) shim
 	tools/install-deps.sh debootstrap
 	tools/pytest-strict $(PY_DEV) -m cluster tests/cluster $(PYTEST_ARGS)
 
-test: lint test-unit test-slurm test-chroot test-cluster
+# build the .deb and the RPMs, install the .deb on a fresh Debian container (docs/install.md)
+test-package: $(PY_DEV)
+	tools/install-deps.sh debootstrap debhelper dpkg-dev groff-base
+	tools/pytest-strict $(PY_DEV) -m package tests/package $(PYTEST_ARGS)
+
+test: lint test-unit test-slurm test-chroot test-cluster test-package
 
 lab-up: $(PY_DEV) shim
 	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
@@ -114,6 +159,10 @@ bench: $(PY_DEV) shim
 
 cluster-down: $(PY_DEV)
 	$(PY_DEV) -m slurm_qpu.lab cluster-down
+
+# manual pages: slurm-qpu(1) and its commands from the argparse parser, spank_qpu(8) by hand
+man: $(PY_DEV)
+	$(PY_DEV) -m slurm_qpu.manpages --out build/man && cp man/spank_qpu.8 build/man/
 
 clean:
 	$(MAKE) -C shim clean

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 Users request QPUs with: sbatch --qpu=NAME[,NAME...] job.sh   (see 'slurm-qpu list')
-Documentation: README.md of slurm-qpu."""
+Documentation: man slurm-qpu, man slurm-qpu-COMMAND, man spank_qpu (the plugin and
+--qpu), and /usr/share/doc/slurm-qpu."""
 
 
 def _load_or_report(file: str) -> QrmiConfig | None:
@@ -131,13 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="the QPU names you can request with --qpu")
     lst.add_argument("--config", default=DEFAULT_CONFIG)
     lst.add_argument("--names", help=f"public name list (default: {CATALOG_NAME} beside config)")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="the list as JSON, for scripts")
     lst.set_defaults(func=_list)
 
     leases = sub.add_parser("leases", help="QPU leases recorded on this node (root)")
     leases.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                         help="the plugin's state_dir, with %%n already expanded")
-    leases.add_argument("--json", action="store_true")
+    leases.add_argument("--json", action="store_true", help="the leases as JSON, for scripts")
     leases.set_defaults(func=_leases)
 
     conf = sub.add_parser("slurm-conf", help="the Slurm lines (Licenses, GresTypes, gres.conf) "
@@ -180,4 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.print_help()
         return 2
-    return int(func(args))
+    try:
+        return int(func(args))
+    except BrokenPipeError:
+        # `slurm-qpu ... | head`: the reader left; say nothing more (a traceback is noise)
+        # and keep Python's exit-time flush of stdout from failing again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141

@@ -172,13 +172,14 @@ def add_parsers(sub: Any) -> None:
                                        "last error (asks the broker)")
     st.add_argument("--broker", metavar="URL",
                     help="default: broker= of the slurm-qpu line in plugstack.conf")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true",
+                    help="the same as JSON, for scripts and monitoring")
     st.set_defaults(func=_status)
     jobs = sub.add_parser("jobs", help="running and pending jobs with their QPUs, and why "
                                        "pending ones wait")
     jobs.add_argument("--user", help="only this user's jobs")
     jobs.add_argument("--qpu", help="only jobs for this QPU")
-    jobs.add_argument("--json", action="store_true")
+    jobs.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
     jobs.add_argument("--squeue", default="squeue", help=argparse.SUPPRESS)
     jobs.add_argument("--scontrol", default="scontrol", help=argparse.SUPPRESS)
     jobs.set_defaults(func=_jobs)

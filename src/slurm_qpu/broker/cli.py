@@ -47,7 +47,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--audit-log", metavar="PATH",
                    help="one line per job request here (default: the broker's log)")
     p.add_argument("--log-level", default="info",
-                   choices=("debug", "info", "warning", "error"))
+                   choices=("debug", "info", "warning", "error"),
+                   help="how much the broker logs (default info)")
     p.add_argument("--log-format", default="text", choices=("text", "json"),
                    help="json: one JSON object per line, with the job id of the request "
                         "on every line (default %(default)s)")

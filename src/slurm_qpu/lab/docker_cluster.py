@@ -194,36 +194,9 @@ class DockerCluster:
                                + _build_log(exc)) from exc
 
     def _import_debootstrap(self, tag: str) -> None:
-        mirror = debian_mirror()
-        rootfs = CACHE / f"docker-{SUITE}.partial"
-        shutil.rmtree(rootfs, ignore_errors=True)
-        rootfs.parent.mkdir(parents=True, exist_ok=True)
-        log = self.root / "debootstrap.log"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.say(f"debootstrap {SUITE} from {mirror} (log {log}); a few minutes, once")
-        with log.open("wb") as out:
-            proc = subprocess.run(["debootstrap", "--variant=minbase",
-                                   f"--include={','.join(BASE_PACKAGES)}", SUITE,
-                                   str(rootfs), mirror], stdout=out,
-                                  stderr=subprocess.STDOUT, check=False)
-        if proc.returncode != 0:
-            raise ClusterError(f"debootstrap failed; see {log}:\n"
-                               + log.read_text(errors="replace")[-3000:])
-        # apt's downloaded packages and lists are dead weight in an image
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for p in (rootfs / junk).glob("*"):
-                if p.is_file():
-                    p.unlink()
-        self.say(f"docker import -> {tag}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
-        assert tar.stdout is not None
-        repository, version = tag.split(":")
-        self.client.api.import_image(src=tar.stdout, repository=repository, tag=version,
-                                     stream_src=True)
-        if tar.wait() != 0:
-            raise ClusterError("tar of the debootstrap root file system failed")
-        shutil.rmtree(rootfs, ignore_errors=True)
+        import_debootstrap(self.client, tag, SUITE, BASE_PACKAGES,
+                           self.root / "debootstrap.log", self.say)
 
     def _pip(self) -> str:
         dev = self.source / ".venv" / "bin" / "python"
@@ -522,6 +495,41 @@ class DockerCluster:
             except Exception as exc:  # a removed container: say so and go on
                 parts.append(f"===== {node.name}: no container ({exc})")
         return "\n".join(parts)
+
+
+def import_debootstrap(client: docker.DockerClient, tag: str, suite: str,
+                       packages: tuple[str, ...], log: Path,
+                       say: Callable[[str], None]) -> None:
+    """``docker import`` a debootstrap root file system of ``suite`` with ``packages``, from
+    the Debian mirror of this machine's apt sources, as the image ``tag``."""
+    mirror = debian_mirror()
+    rootfs = CACHE / f"docker-{tag.replace(':', '-')}.partial"
+    shutil.rmtree(rootfs, ignore_errors=True)
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
+    say(f"debootstrap {suite} from {mirror} (log {log}); a few minutes, once")
+    with log.open("wb") as out:
+        proc = subprocess.run(["debootstrap", "--variant=minbase",
+                               f"--include={','.join(packages)}", suite,
+                               str(rootfs), mirror], stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise ClusterError(f"debootstrap failed; see {log}:\n"
+                           + log.read_text(errors="replace")[-3000:])
+    # apt's downloaded packages and lists are dead weight in an image
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for p in (rootfs / junk).glob("*"):
+            if p.is_file():
+                p.unlink()
+    say(f"docker import -> {tag}")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+                           stdout=subprocess.PIPE)
+    assert tar.stdout is not None
+    repository, version = tag.split(":")
+    client.api.import_image(src=tar.stdout, repository=repository, tag=version,
+                            stream_src=True)
+    if tar.wait() != 0:
+        raise ClusterError("tar of the debootstrap root file system failed")
+    shutil.rmtree(rootfs, ignore_errors=True)
 
 
 def _build_log(exc: Exception) -> str:
