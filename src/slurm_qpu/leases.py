@@ -18,17 +18,25 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+# How a lease file of format N becomes format N + 1, for every N below FORMAT_VERSION: a
+# node upgraded while its jobs hold QPUs reads the files the old version wrote, and its
+# epilog releases them. (Format 1 is the first; a change of format adds an entry here.)
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 class LeaseFileError(Exception):
     """A lease record that cannot be read back; the message names the file."""
+
+
+class LeaseFormatError(Exception):
+    """A lease file written by a newer slurm-qpu than this one."""
 
 
 class LeaseState(StrEnum):
@@ -78,6 +86,15 @@ class Lease:
     @classmethod
     def from_json(cls, text: str) -> Lease:
         data: dict[str, Any] = json.loads(text)
+        version = int(data.get("version", 1))
+        if version > FORMAT_VERSION:
+            raise LeaseFormatError(
+                f"format {version} is newer than this slurm-qpu reads ({FORMAT_VERSION}): "
+                "a newer slurm-qpu wrote it; install that version on this node again")
+        while version < FORMAT_VERSION:
+            data = MIGRATIONS[version](data)
+            version += 1
+        data["version"] = version
         data["state"] = LeaseState(data["state"])
         data["resources"] = [LeasedResource(**r) for r in data.get("resources", [])]
         return cls(**data)
@@ -121,6 +138,8 @@ class LeaseStore:
                 return Lease.from_json(path.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 continue
+            except LeaseFormatError as exc:
+                raise LeaseFileError(f"lease file {path}: {exc}") from None
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise LeaseFileError(f"lease file {path} is unreadable or corrupt "
                                      f"({type(exc).__name__}: {exc})") from exc
@@ -147,7 +166,8 @@ class LeaseStore:
     def all(self) -> list[Lease]:
         leases = []
         for path in sorted([*self.jobs.glob("*.json"), *self.done.glob("*.json")]):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError,
+                                     LeaseFormatError):
                 leases.append(Lease.from_json(path.read_text(encoding="utf-8")))
         return leases
 

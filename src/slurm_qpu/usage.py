@@ -119,8 +119,16 @@ def record_in_accounting(job_id: int, records: Sequence[QpuUsage], *,
         return False
     if proc.returncode != 0 or "Modified jobs" not in proc.stdout:
         why = (proc.stderr or proc.stdout).strip().splitlines()
-        log.warning("job %s: QPU usage not written to Slurm accounting (sacctmgr: %s)",
-                    job_id, why[-1] if why else f"exit {proc.returncode}")
+        last = why[-1] if why else f"exit {proc.returncode}"
+        if "accounting_storage" in last:
+            # a cluster without slurmdbd: nothing is wrong, and a warning on every job's
+            # epilog would say otherwise
+            log.info("job %s: QPU usage not written to Slurm accounting: no slurmdbd "
+                     "(sacctmgr: %s); sacctmgr=no on the spank_qpu.so line stops trying",
+                     job_id, last)
+        else:
+            log.warning("job %s: QPU usage not written to Slurm accounting (sacctmgr: %s)",
+                        job_id, last)
         return False
     return True
 

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import stat
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -29,7 +30,10 @@ PLUGIN_DIR = "/usr/lib64/slurm"
 VENV = "/usr/lib/slurm-qpu/venv"
 EMULATOR = "/usr/lib/slurm-qpu/emulator"
 UNIT_DIR = "/usr/lib/systemd/system"
-PLUGSTACK = "/etc/slurm/plugstack.conf.d/slurm-qpu.conf"
+PLUGSTACK = "/etc/slurm-qpu/plugstack.conf"  # the conffile, the same as Debian's
+LINK = "/etc/slurm/plugstack.conf.d/slurm-qpu.conf"  # made by %post, no packaged file
+MARKER = "/var/lib/slurm-qpu/plugstack-link-removed"
+INCLUDE = "include /etc/slurm/plugstack.conf.d/*.conf"
 RPMFILE_CONFIG, RPMFILE_NOREPLACE = 1, 16
 
 
@@ -163,17 +167,165 @@ def test_venv_and_command(rpms: dict[str, Rpm]) -> None:
     assert run.returncode == 0, run.stderr
 
 
-def test_plugstack_conffile_names_the_rpm_plugin_path(rpms: dict[str, Rpm]) -> None:
+def test_plugstack_conffile_is_debians_line(rpms: dict[str, Rpm]) -> None:
     rpm = rpms["slurm-qpu"]
-    assert PLUGSTACK in rpm.query("--configfiles").splitlines()
-    assert rpm.files()[PLUGSTACK].flags & (RPMFILE_CONFIG | RPMFILE_NOREPLACE) == (
-        RPMFILE_CONFIG | RPMFILE_NOREPLACE)
+    files = rpm.files()
+    assert rpm.query("--configfiles").splitlines() == [PLUGSTACK]
+    conf = files[PLUGSTACK]
+    assert conf.flags & (RPMFILE_CONFIG | RPMFILE_NOREPLACE) == RPMFILE_CONFIG | RPMFILE_NOREPLACE
+    assert (conf.perms, conf.user, conf.group) == (0o644, "root", "root")
+    # the Debian file unchanged: spank_qpu.so relative, found in Slurm's PluginDir
+    # (/usr/lib64/slurm on RPM distributions, where the plugin is)
+    assert rpm.read(PLUGSTACK) == (REPO / "packaging/plugstack-slurm-qpu.conf").read_text()
     lines = [line for line in rpm.read(PLUGSTACK).splitlines()
              if line.strip() and not line.startswith("#")]
     assert len(lines) == 1
-    assert lines[0].split()[:2] == ["required", f"{PLUGIN_DIR}/spank_qpu.so"]
+    assert lines[0].split()[:2] == ["required", "spank_qpu.so"]
     assert f"venv={VENV}" in lines[0].split()
-    assert "slurm-wlm" not in rpm.read(PLUGSTACK)
+    # users' sbatch reads it: the directory is the main package's, readable by all
+    etc = files["/etc/slurm-qpu"]
+    assert stat.S_ISDIR(etc.mode)
+    assert (etc.perms, etc.user, etc.group) == (0o755, "root", "root")
+    # the link is %post's: no package lists it, so rpm never replaces an admin's file there
+    for package in rpms.values():
+        assert LINK not in package.files()
+    assert "/etc/slurm/plugstack.conf" not in files
+
+
+class Node:
+    """/etc and /var/lib of a node under a temporary root, on which the slurm-qpu package's
+    %post and %preun run as rpm runs them ($1: the number of instances installed after the
+    transaction), with every path they name moved under the root."""
+
+    def __init__(self, root: Path, scripts: dict[str, str]) -> None:
+        self.root = root
+        self.scripts = scripts
+        self.link = self.path(LINK)
+        self.marker = self.path(MARKER)
+        self.plugstack = self.path("/etc/slurm/plugstack.conf")
+        # what the payload puts there before %post runs
+        self.path(PLUGSTACK).parent.mkdir(parents=True)
+        self.path(PLUGSTACK).write_text((REPO / "packaging/plugstack-slurm-qpu.conf").read_text())
+        self.path("/var/lib/slurm-qpu").mkdir(parents=True, mode=0o700)
+        self.link.parent.mkdir(parents=True)
+
+    def path(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def run(self, scriptlet: str, arg: int) -> str:
+        """the scriptlet's stderr (it must succeed and print nothing on stdout)"""
+        script = re.sub(r"(?<![\w.-])/(etc|var/lib)/", lambda m: f"{self.root}/{m[1]}/",
+                        self.scripts[scriptlet])
+        outside = [p for p in re.findall(r"(?<![\w.$-])/[\w./*-]+", script)
+                   if not p.startswith(f"{self.root}/") and p != "/dev/null"]
+        assert not outside, f"{scriptlet} names paths outside the test root: {outside}"
+        proc = subprocess.run(["sh", "-c", script, scriptlet, str(arg)], capture_output=True,
+                              text=True, check=False)
+        assert (proc.returncode, proc.stdout) == (0, ""), proc
+        return proc.stderr
+
+    def post(self, arg: int) -> str:
+        return self.run("postinstall", arg)
+
+    def preun(self, arg: int) -> str:
+        return self.run("preuninstall", arg)
+
+    def ours(self) -> bool:
+        return self.link.is_symlink() and os.readlink(self.link) == str(self.path(PLUGSTACK))
+
+    def include(self, line: str) -> str:
+        """a plugstack.conf line as it reads under the root"""
+        return line.replace("/etc/", f"{self.root}/etc/")
+
+
+@pytest.fixture
+def node(rpms: dict[str, Rpm], tmp_path: Path) -> Node:
+    scripts = rpms["slurm-qpu"].scripts()
+    assert {"postinstall", "preuninstall"} <= set(scripts)
+    return Node(tmp_path, scripts)
+
+
+def test_scriptlets_link_the_plugin_on_install_and_unlink_it_on_erase(node: Node) -> None:
+    node.plugstack.write_text(node.include(INCLUDE) + "\n")
+    # first install: the link, to the conffile
+    assert node.post(1) == ""
+    assert node.ours()
+    # an upgrade (new %post, then the old package's %preun) keeps it
+    assert node.post(2) == "" and node.preun(1) == ""
+    assert node.ours() and not node.marker.exists()
+    # erase: the link goes (no 'required' line naming a removed plugin), the marker stays
+    assert node.preun(0) == ""
+    assert not node.link.exists() and not node.link.is_symlink()
+    assert node.marker.exists()
+    # reinstall after the erase: the link again, the marker gone
+    assert node.post(1) == ""
+    assert node.ours() and not node.marker.exists()
+    # as on Debian, the marker alone brings the link back (an upgrade after it)
+    node.link.unlink()
+    node.marker.touch()
+    assert node.post(2) == ""
+    assert node.ours() and not node.marker.exists()
+    # an admin deleted the link to disable the plugin: upgrades never put it back, and an
+    # erase leaves no marker (nothing of ours was there)
+    node.link.unlink()
+    assert node.post(2) == "" and node.preun(1) == ""
+    assert not node.link.is_symlink()
+    assert node.preun(0) == ""
+    assert not node.marker.exists()
+    # the admin's plugstack.conf is never touched
+    assert node.plugstack.read_text() == node.include(INCLUDE) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["file", "link elsewhere", "dangling link"])
+def test_scriptlets_leave_an_admins_file_alone(node: Node, kind: str) -> None:
+    node.plugstack.write_text(node.include(INCLUDE) + "\n")
+    target = node.root / "admin.conf"
+    if kind == "file":
+        node.link.write_text("required /opt/site/spank_qpu.so\n")
+    else:
+        if kind == "link elsewhere":
+            target.write_text("required spank_qpu.so\n")
+        node.link.symlink_to(target)
+    before = os.readlink(node.link) if node.link.is_symlink() else node.link.read_text()
+    for scriptlet, arg in (("postinstall", 1), ("postinstall", 2), ("preuninstall", 1),
+                           ("preuninstall", 0), ("postinstall", 1)):
+        node.run(scriptlet, arg)
+        after = os.readlink(node.link) if node.link.is_symlink() else node.link.read_text()
+        assert after == before, f"{scriptlet} {arg} changed the admin's {kind}"
+        assert not node.marker.exists()
+
+
+def test_post_creates_a_missing_plugstack_conf_with_the_include(node: Node) -> None:
+    assert not node.plugstack.exists()
+    assert node.post(1) == ""
+    assert node.plugstack.read_text() == node.include(INCLUDE) + "\n"
+    assert node.plugstack.stat().st_mode & 0o7777 == 0o644
+    assert node.post(2) == ""  # and says nothing on upgrades
+
+
+@pytest.mark.parametrize("line", [INCLUDE, "include /etc/slurm/plugstack.conf.d/*",
+                                  "  include   plugstack.conf.d/*.conf"])
+def test_post_is_quiet_when_plugstack_conf_includes_the_directory(node: Node, line: str) -> None:
+    text = f"# site plugins\noptional /usr/lib64/slurm/other.so\n{node.include(line)}\n"
+    node.plugstack.write_text(text)
+    assert node.post(1) == ""
+    assert node.plugstack.read_text() == text
+
+
+@pytest.mark.parametrize("text", ["optional /usr/lib64/slurm/other.so\n",
+                                  f"# {INCLUDE}\n", ""])
+def test_post_notes_a_plugstack_conf_without_the_include(node: Node, text: str) -> None:
+    node.plugstack.write_text(node.include(text))
+    note = node.post(1)
+    assert node.ours()
+    # one note, naming the line to add; the admin's file unchanged
+    assert len(note.splitlines()) == 1 and "NOTE" in note, note
+    assert f"'{node.include(INCLUDE)}'" in note
+    assert node.plugstack.read_text() == node.include(text)
+    # on upgrades too, while the plugin is enabled; not once the admin disabled it
+    assert node.post(2) == note
+    node.link.unlink()
+    assert node.post(2) == ""
 
 
 def test_man_pages(rpms: dict[str, Rpm]) -> None:
@@ -205,8 +357,8 @@ def test_broker_unit_sysconfig_user_and_config(rpms: dict[str, Rpm]) -> None:
     assert (config.perms, config.user, config.group) == (0o600, "slurm-qpu", "slurm-qpu")
     assert config.flags & RPMFILE_NOREPLACE and config.flags & RPMFILE_CONFIG
     assert json.loads(rpm.read("/etc/slurm-qpu/qrmi_config.json")) == {"resources": []}
-    etc = files["/etc/slurm-qpu"]
-    assert (etc.perms, etc.user, etc.group) == (0o750, "root", "slurm-qpu")
+    # its config is in the main package's /etc/slurm-qpu (0755 root, users read plugstack.conf)
+    assert "/etc/slurm-qpu" not in files
     for path in ("/var/lib/slurm-qpu-broker", "/var/log/slurm-qpu-broker"):
         entry = files[path]
         assert (entry.perms, entry.user, entry.group) == (0o700, "slurm-qpu", "slurm-qpu")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu import leases
+from slurm_qpu.leases import Lease, LeasedResource, LeaseFileError, LeaseState, LeaseStore
 
 
 def lease(job_id: int = 7, state: LeaseState = LeaseState.ACQUIRED, node: str = "n1",
@@ -222,3 +223,38 @@ def test_locks_of_different_jobs_are_independent(tmp_path: Path) -> None:
 
     with store.lock(5):
         assert _child(lock_other_job) == 0
+
+
+def test_a_lease_file_of_an_older_format_is_migrated_when_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an upgraded node's epilog does with a file its previous version wrote."""
+    store = LeaseStore(tmp_path)
+    store.save(lease(101))
+    text = store.path(101).read_text().replace('"node": "n1"', '"host": "n1"')
+    store.path(101).write_text(text)  # "format 1" named the node "host"
+
+    def v1_to_v2(data: dict[str, object]) -> dict[str, object]:
+        data["node"] = data.pop("host")
+        return data
+
+    monkeypatch.setattr(leases, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(leases, "MIGRATIONS", {1: v1_to_v2})
+    got = store.load(101)
+    assert got is not None and got.node == "n1" and got.version == 2
+
+
+def test_a_lease_file_of_a_newer_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    store = LeaseStore(tmp_path)
+    store.save(lease(101))
+    path = store.path(101)
+    path.write_text(path.read_text().replace('"version": 1', '"version": 99'))
+    with pytest.raises(LeaseFileError) as err:
+        store.load(101)
+    assert str(err.value) == (
+        f"lease file {path}: format 99 is newer than this slurm-qpu reads (1): a newer "
+        "slurm-qpu wrote it; install that version on this node again")
+    assert store.all() == []  # `slurm-qpu leases` skips it instead of failing
+
+
+def test_every_older_lease_format_has_a_migration() -> None:
+    assert set(leases.MIGRATIONS) == set(range(1, leases.FORMAT_VERSION))

@@ -155,15 +155,26 @@ def test_the_record_is_written_with_sacctmgr(tmp_path: Path) -> None:
         f"-i modify job jobid=42 set AdminComment={encode([A])}\n"
 
 
-def test_no_accounting_storage_is_a_warning_not_a_failure(
+def test_no_accounting_storage_is_said_at_info_level_with_how_to_stop_trying(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    tool = fake_tool(tmp_path, "sacctmgr", "echo 'You are not running a supported "
-                                           "accounting_storage plugin' >&2\nexit 1")
+    tool = fake_tool(tmp_path, "sacctmgr", "echo \"sacctmgr: error: Only "
+                                           "'accounting_storage/slurmdbd' is supported.\" >&2"
+                                           "\nexit 1")
+    with caplog.at_level(logging.INFO):
+        assert not record_in_accounting(42, [A], sacctmgr=str(tool))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(
+        logging.INFO, "job 42: QPU usage not written to Slurm accounting: no slurmdbd "
+        "(sacctmgr: sacctmgr: error: Only 'accounting_storage/slurmdbd' is supported.); "
+        "sacctmgr=no on the spank_qpu.so line stops trying")]
+
+
+def test_a_failing_sacctmgr_is_a_warning_not_a_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tool = fake_tool(tmp_path, "sacctmgr", "echo 'Unable to connect to slurmdbd' >&2\nexit 1")
     with caplog.at_level(logging.WARNING):
         assert not record_in_accounting(42, [A], sacctmgr=str(tool))
         assert not record_in_accounting(42, [A], sacctmgr=str(tmp_path / "missing"))
     assert caplog.messages[0] == ("job 42: QPU usage not written to Slurm accounting "
-                                  "(sacctmgr: You are not running a supported "
-                                  "accounting_storage plugin)")
+                                  "(sacctmgr: Unable to connect to slurmdbd)")
     assert caplog.messages[1].startswith("job 42: QPU usage not written to Slurm accounting: "
                                          "[Errno 2] No such file or directory")
