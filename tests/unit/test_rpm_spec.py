@@ -93,7 +93,48 @@ def test_packages_and_files_of_the_layout() -> None:
     main = section("files")
     assert "%{_libdir}/slurm/spank_qpu.so\n" in main
     assert "%{_libdir}/slurm/spank_qpu_python.so\n" in main
-    assert "%config(noreplace) %{_sysconfdir}/slurm/plugstack.conf.d/slurm-qpu.conf" in main
+    # the plugin's line in /etc/slurm-qpu, which users' sbatch must read: the main package's
+    assert "%dir %attr(0755,root,root) %{_sysconfdir}/slurm-qpu\n" in main
+    assert ("%config(noreplace) %attr(0644,root,root) "
+            "%{_sysconfdir}/slurm-qpu/plugstack.conf\n") in main
     broker = section("files broker")
     assert ("%config(noreplace) %attr(0600,slurm-qpu,slurm-qpu) "
             "%{_sysconfdir}/slurm-qpu/qrmi_config.json") in broker
+    assert not re.search(r"%\{_sysconfdir\}/slurm-qpu$", broker, re.M)
+    # the link in plugstack.conf.d is %post's: listed nowhere, not even as %ghost
+    assert "plugstack.conf.d/slurm-qpu.conf" not in all_files_sections()
+
+
+def test_plugstack_line_is_installed_as_debian_has_it() -> None:
+    install = section("install")
+    assert ("install -m 0644 packaging/plugstack-slurm-qpu.conf "
+            "%{buildroot}%{_sysconfdir}/slurm-qpu/plugstack.conf\n") in install
+    # spank_qpu.so stays relative (Slurm's PluginDir): no rewriting of that file
+    assert not [line for line in install.splitlines()
+                if "sed" in line and "plugstack" in line]
+    rules = (REPO / "debian/rules").read_text()
+    assert "packaging/plugstack-slurm-qpu.conf $(PKG)/etc/slurm-qpu/plugstack.conf" in rules
+
+
+def test_scriptlets_make_and_remove_the_link_as_debians() -> None:
+    link = "LINK=%{_sysconfdir}/slurm/plugstack.conf.d/slurm-qpu.conf\n"
+    marker = "/var/lib/slurm-qpu/plugstack-link-removed"
+    post, preun = section("post"), section("preun")
+    debian_post = (REPO / "debian/slurm-qpu.postinst").read_text()
+    debian_prerm = (REPO / "debian/slurm-qpu.prerm").read_text()
+    assert marker in debian_post and marker in debian_prerm
+    # first install or the marker; never over a file or link already there
+    assert link in post and f"DISABLED={marker}\n" in post
+    assert 'if [ "$1" -eq 1 ] || [ -e "$DISABLED" ]; then' in post
+    assert 'if [ ! -e "$LINK" ] && [ ! -L "$LINK" ]; then' in post
+    assert 'ln -s %{_sysconfdir}/slurm-qpu/plugstack.conf "$LINK"' in post
+    assert 'rm -f "$DISABLED"' in post
+    # the include of plugstack.conf.d: a note, or a new plugstack.conf; never an edit
+    assert "include %{_sysconfdir}/slurm/plugstack.conf.d/*.conf" in post
+    assert re.search(r"^\s+echo .*NOTE.*>&2$", post, re.M)
+    assert not re.search(r">>|sed -i", post)
+    # erase only, our link only, and the marker
+    assert link in preun
+    assert ('if [ "$1" -eq 0 ] && [ "$(readlink "$LINK" 2>/dev/null)" = '
+            '%{_sysconfdir}/slurm-qpu/plugstack.conf ]; then') in preun
+    assert f": > {marker}" in preun
