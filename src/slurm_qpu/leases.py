@@ -35,8 +35,9 @@ class LeaseFileError(Exception):
     """A lease record that cannot be read back; the message names the file."""
 
 
-class LeaseFormatError(Exception):
-    """A lease file written by a newer slurm-qpu than this one."""
+class LeaseFormatError(ValueError):
+    """A lease file written by a newer slurm-qpu than this one (a ValueError, so whatever
+    skips an unreadable file skips it too; ``load`` names it first)."""
 
 
 class LeaseState(StrEnum):
@@ -166,8 +167,7 @@ class LeaseStore:
     def all(self) -> list[Lease]:
         leases = []
         for path in sorted([*self.jobs.glob("*.json"), *self.done.glob("*.json")]):
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError,
-                                     LeaseFormatError):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 leases.append(Lease.from_json(path.read_text(encoding="utf-8")))
         return leases
 

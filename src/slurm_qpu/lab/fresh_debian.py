@@ -18,8 +18,8 @@ import io
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +63,6 @@ class FreshDebian:
     hostname: str = "qpuhost"
     work: Path = Path("/tmp/slurm-qpu-fresh-debian")
     say: Callable[[str], None] = _say
-    timings: dict[str, float] = field(default_factory=dict)
     _engine: DockerCluster | None = None
     _container: Container | None = None
 
@@ -84,18 +83,15 @@ class FreshDebian:
             return tag
         except docker.errors.ImageNotFound:
             pass
-        started = time.monotonic()
         self.work.mkdir(parents=True, exist_ok=True)
         import_debootstrap(client, tag, SUITE, PACKAGES, self.work / "debootstrap.log",
                            self.say)
-        self.timings["image"] = time.monotonic() - started
         return tag
 
     def start(self) -> None:
         """Boot the machine: systemd up, the network answering."""
         self.remove()
         tag = self.image()
-        started = time.monotonic()
         self._container = self.engine.client.containers.run(
             tag, ["/lib/systemd/systemd"], name=self.name, hostname=self.hostname,
             detach=True, labels={LABEL: "1"}, tmpfs={"/run": "", "/run/lock": ""},
@@ -111,7 +107,6 @@ class FreshDebian:
         else:
             raise FreshDebianError(f"systemd did not come up (state {state!r}):\n"
                                    + self.logs())
-        self.timings["boot"] = time.monotonic() - started
 
     @property
     def container(self) -> Container:
@@ -164,11 +159,3 @@ class FreshDebian:
         with contextlib.suppress(docker.errors.NotFound):
             self.engine.client.containers.get(self.name).remove(force=True)
         self._container = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[FreshDebian]:
-        self.start()
-        try:
-            yield self
-        finally:
-            self.remove()
