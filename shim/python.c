@@ -16,9 +16,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -198,6 +200,37 @@ static void log_exception(const char *where)
 	PyErr_Clear();
 }
 
+/*
+ * Open pytrace=FILE for appending. Root's daemons and every user's sbatch write it, so it
+ * lives where users can reach, and a plain open() would follow a symbolic link a user
+ * put at its name into any file (root appending to /etc/shadow). So: O_NOFOLLOW (a
+ * symbolic link is refused), then fstat what was opened and keep it only if it is a
+ * regular file with a single link (a hard link is a second name of another file, which
+ * O_NOFOLLOW cannot see; its link count shows it). O_NONBLOCK keeps a FIFO planted there
+ * from blocking the callback. A missing or unwritable file is skipped silently, as
+ * before; a refusal is logged. Never fails the caller. (src/slurm_qpu/safefile.py: the
+ * same rule for the Python side's files.)
+ */
+static int open_trace(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0) {
+		if (errno == ELOOP)
+			slurm_error("qpu: pytrace=%s: not writing the start-up trace: "
+				    "it is a symbolic link, which is not followed", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		slurm_error("qpu: pytrace=%s: not writing the start-up trace: "
+			    "not a regular file with a single link", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static void trace_startup(const struct shim_args *a, const char *callback, double ms)
 {
 	char line[512];
@@ -205,7 +238,7 @@ static void trace_startup(const struct shim_args *a, const char *callback, doubl
 
 	if (!a->pytrace[0])
 		return;
-	fd = open(a->pytrace, O_WRONLY | O_APPEND | O_CLOEXEC);
+	fd = open_trace(a->pytrace);
 	if (fd < 0)
 		return;
 	n = snprintf(line, sizeof(line), "%ld pid=%d uid=%d ctx=%s cb=%s ms=%.2f\n",

@@ -7,13 +7,15 @@ slurmd log; each message carries the job id (the handlers put it there).
 For log shippers, ``JsonFormatter`` writes one JSON object per line with the job id of
 the job being served on every line (``job_scope`` sets it for the plugin's callback or
 the broker's request; a record's own ``job_id`` extra wins). The plugin writes such
-lines to ``log_json=PATH`` (root contexts), the broker to stderr with ``--log-format
-json``. Secrets are masked before any formatter sees a message (``redact``).
+lines to ``log_json=PATH`` (root contexts; never through a link planted at the name,
+see ``safefile``), the broker to stderr with ``--log-format json``. Secrets are masked
+before any formatter sees a message (``redact``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import time
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from slurm_qpu.redact import Redactor, install
+from slurm_qpu.safefile import UnsafeFile, open_append
 
 # The job a thread (a plugin callback, a broker request) is working for.
 CURRENT_JOB: ContextVar[int | None] = ContextVar("slurm_qpu_job", default=None)
@@ -94,6 +97,15 @@ class SlurmHandler(logging.Handler):
             self.handleError(record)
 
 
+class _AppendHandler(logging.FileHandler):
+    """A FileHandler whose file root opens without following a link planted at its name
+    (safefile.open_append: a regular file with one link, or nothing)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return open(open_append(self.baseFilename), "a", encoding=self.encoding,
+                    errors=self.errors)
+
+
 # Masks secrets in every line that reaches Slurm's logs: the patterns always, and each
 # configured credential once the config is loaded (``lifecycle`` adds them).
 REDACTOR = Redactor()
@@ -118,7 +130,10 @@ def route_to_slurm(sink: Callable[[int, str], None], level: int,
                 existing.formatter.component = component
             return
     try:
-        file_handler = logging.FileHandler(json_path, encoding="utf-8")
+        file_handler = _AppendHandler(json_path, encoding="utf-8")
+    except UnsafeFile as exc:
+        logger.error("plugstack.conf: not writing JSON log %s: %s", json_path, exc.strerror)
+        return
     except OSError as exc:
         logger.warning("plugstack.conf: cannot write JSON log %s: %s", json_path,
                        exc.strerror)

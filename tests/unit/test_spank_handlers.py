@@ -322,6 +322,95 @@ def test_a_profile_directory_that_cannot_be_written_does_not_fail_the_job(
                for _, text in job.logs)
 
 
+VICTIM_TEXT = "root:*:19000:0:99999:7:::\n"
+
+
+def test_a_symbolic_link_planted_at_a_profile_name_is_not_followed(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    # the profile directory is world-writable (users' sbatch writes there): a user plants
+    # the name root's prolog will write next, pointing at a file of root's
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    profiles.chmod(0o1777)
+    victim = tmp_path / "shadow"
+    victim.write_text(VICTIM_TEXT)
+    planted = profiles / f"job_prolog-{os.getpid()}.prof"
+    planted.symlink_to(victim)
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"profile={profiles}")
+    assert spank.job_prolog(args) == 0  # the job goes on
+    assert victim.read_text() == VICTIM_TEXT and planted.is_symlink()
+    assert (0, f"profile={profiles}: not writing the profile {planted}: it exists already "
+               "(an earlier profile, or made by someone else); a profile is always a new "
+               "file") in job.logs
+    assert node_store(tmp_path).load(5).state is LeaseState.ACQUIRED  # type: ignore[union-attr]
+
+
+def test_a_profile_directory_that_is_a_symbolic_link_is_not_written(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    elsewhere = tmp_path / "cron.d"  # e.g. a user made /var/tmp/prof point at /etc/cron.d
+    elsewhere.mkdir()
+    profiles = tmp_path / "profiles"
+    profiles.symlink_to(elsewhere)
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"profile={profiles}")
+    assert spank.job_prolog(args) == 0
+    assert list(elsewhere.iterdir()) == []
+    assert (0, f"profile={profiles}: not writing the profile {profiles}: it is a symbolic "
+               "link, which is not followed") in job.logs
+
+
+def test_a_profile_directory_others_may_write_needs_the_sticky_bit(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    profiles.chmod(0o777)
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"profile={profiles}")
+    assert spank.job_prolog(args) == 0
+    assert list(profiles.iterdir()) == []
+    assert (0, f"profile={profiles}: not writing the profile {profiles}: others may write "
+               "to the directory and it has no sticky bit (chmod 1777, or make it root's "
+               "only)") in job.logs
+    profiles.chmod(0o1777)
+    assert spank.job_epilog(args) == 0
+    [written] = profiles.iterdir()
+    assert written.name.startswith("job_epilog-") and written.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_link_planted_at_the_log_json_name_is_not_written_through(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path, link: str
+) -> None:
+    victim = tmp_path / "shadow"
+    victim.write_text(VICTIM_TEXT)
+    path = tmp_path / "plugin.json"
+    if link == "symbolic":
+        path.symlink_to(victim)
+        reason = "it is a symbolic link, which is not followed"
+    else:
+        os.link(victim, path)
+        reason = "it has 2 hard links (a second name of another file?)"
+    args = plugin_args(sim_config(), tmp_path, scontrol, f"log_json={path}")
+    assert spank.job_prolog(args) == 0
+    assert victim.read_text() == VICTIM_TEXT
+    assert (0, f"plugstack.conf: not writing JSON log {path}: {reason}") in job.logs
+    assert (1, "job 5: acquired sim_a,sim_b") in job.logs  # Slurm's log still has it all
+
+
+def test_log_json_is_created_for_root_only_when_missing(
+    job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
+) -> None:
+    path = tmp_path / "plugin.json"
+    old = os.umask(0)
+    try:
+        assert spank.job_prolog(plugin_args(sim_config(), tmp_path, scontrol,
+                                            f"log_json={path}")) == 0
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640 and path.read_text()
+
+
 def test_a_relative_profile_path_is_a_plugstack_error(
     job: FakeSpank, tmp_path: Path, sim_config: MakeSimConfig, scontrol: Path
 ) -> None:

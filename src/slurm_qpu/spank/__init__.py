@@ -52,17 +52,28 @@ def _guard(callback: str, args: list[str], body: Callable[[PluginSettings], int]
 def _profiled(directory: str, callback: str, body: Callable[[PluginSettings], int],
               settings: PluginSettings) -> int:
     """Run ``body`` under cProfile; the stats go to DIR/<callback>-<pid>.prof (plugstack
-    ``profile=DIR``: where a callback's time goes, for make bench and slow clusters)."""
+    ``profile=DIR``: where a callback's time goes, for make bench and slow clusters).
+    DIR is world-writable (users' sbatch writes there too): each profile is a new file,
+    never one found at the name, in a directory that is no symbolic link (safefile)."""
     import cProfile
+    import marshal
     import os
+
+    from slurm_qpu.safefile import UnsafeFile, create_new
 
     profiler = cProfile.Profile()
     try:
         return profiler.runcall(body, settings)
     finally:
         try:
-            profiler.dump_stats(os.path.join(directory, f"{callback}-{os.getpid()}.prof"))
-        except OSError as exc:  # a profile must never fail a job
+            fd = create_new(directory, f"{callback}-{os.getpid()}.prof")
+            with os.fdopen(fd, "wb") as out:  # what Profile.dump_stats writes
+                profiler.create_stats()
+                marshal.dump(profiler.stats, out)
+        except UnsafeFile as exc:  # a profile must never fail a job
+            host.log(0, f"profile={directory}: not writing the profile {exc.filename}: "
+                        f"{exc.strerror}")
+        except OSError as exc:
             host.log(2, f"profile={directory}: cannot write the profile: {exc}")
 
 
