@@ -71,9 +71,18 @@ class SlurmPolicy(BaseModel):
 
     _strip = model_validator(mode="before")(_drop_comments)
 
+    @property
+    def restricted(self) -> bool:
+        """Whether the QPU has a partition, account or QOS policy."""
+        return any(v is not None for v in (self.partitions, self.accounts, self.qos))
+
     def refusal(self, where: Placement) -> str | None:
         """Why a job placed ``where`` may not use the QPU (None: it may; an unknown
-        partition, account or QOS is not held against it). The words of job_submit.lua."""
+        partition, account or QOS is not held against it). The words of job_submit.lua.
+        Where the job runs is not known at all (squeue failed): a QPU with a policy is
+        refused, since nothing shows the job may use it."""
+        if where.unknown is not None and self.restricted:
+            return f"its partition/account/QOS policy cannot be checked: {where.unknown}"
         checks = (("partition", where.partition, self.partitions),
                   ("account", where.account, self.accounts), ("QOS", where.qos, self.qos))
         for what, value, allowed in checks:

@@ -26,9 +26,9 @@ from slurm_qpu.resources.base import (
     ResourceError,
     ResourceSpec,
 )
-from slurm_qpu.selection import check_request
+from slurm_qpu.selection import UNKNOWN_PLACEMENT, check_request
 from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import SlurmCommandError
+from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
 from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,13 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
         from slurm_qpu.probe import resolve_request  # probe builds on this module
 
         try:
+            # squeue's record of the job: the policy and the licenses of the QPUs the
+            # request names or selects are checked against it (check_named says why);
+            # without one a QPU with a partition/account/QOS policy is refused
             lease.names, selected = resolve_request(
-                items, config, factory, placement=view.placement if view else None)
+                items, config, factory,
+                placement=view.placement if view else UNKNOWN_PLACEMENT,
+                licensed=Scontrol(settings.scontrol).licenses)
         except RequestError as exc:
             lease.error = f"--qpu={raw}: {exc}"
             return _announce(lease, board, job, view.restart_count if view else 0)

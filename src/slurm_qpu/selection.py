@@ -176,12 +176,24 @@ def check_request(items: Sequence[str], known: Sequence[Known]) -> None:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the job runs, for the per-QPU policy (the partition, account and QOS a QPU
-    may be used from) that a selection must respect as a named QPU does at submit."""
+    """slurmctld's record of the job (``squeue --json``) that the QPUs it acquires are
+    checked against at its start: where it runs, for the per-QPU policy (the partition,
+    account and QOS a QPU may be used from), and the Slurm licenses it holds (the
+    ``qpu_<name>`` licenses job_submit.lua added for the QPUs it named).
+
+    ``unknown`` says why there is no record (squeue failed): then no QPU with a
+    partition/account/QOS policy is acquired, since the policy cannot be checked."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
+    # the names of the licenses the job holds; None: not known (no "licenses" in the record)
+    licenses: frozenset[str] | None = None
+    unknown: str | None = None
+
+
+# What a prolog or the broker uses when squeue could not tell where the job runs.
+UNKNOWN_PLACEMENT = Placement(unknown="squeue failed")
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,33 @@ def parse_squeue_json(text: str, job_id: int) -> JobRecord:
                      json_number(job.get("restart_cnt")) or 0,
                      str(job["user_name"]) if job.get("user_name") else None,
                      _states(job.get("job_state")),
-                     Placement(*(str(job[k]) if job.get(k) else None
-                                 for k in ("partition", "account", "qos"))))
+                     Placement(_text(job, "partition"), _text(job, "account"),
+                               _text(job, "qos"), _licenses(job)))
+
+
+def _text(job: dict[str, Any], key: str) -> str | None:
+    return str(job[key]) if job.get(key) else None
+
+
+def license_names(text: str) -> frozenset[str]:
+    """The license names in a Slurm license list: ``a:1,b*2,c`` (counts, and the ``|`` of
+    either-or requests, dropped)."""
+    parts = re.split(r"[,|]", text)
+    return frozenset(name for p in parts if (name := re.split(r"[:*]", p)[0].strip()))
+
+
+def _licenses(job: dict[str, Any]) -> frozenset[str] | None:
+    """The names of the licenses a job holds: a field that is there but empty or null
+    means none; None when the record has no such field or a shape not known here (then
+    nothing is held against the job)."""
+    value = job.get("licenses", ...)
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return license_names(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return license_names(",".join(value))
+    return None
 
 
 # What squeue may still list for a while after a job ended (MinJobAge).
@@ -140,6 +165,12 @@ class Scontrol:
             raise SlurmCommandError(f"{self.path} {' '.join(args)}: "
                                     f"{(proc.stderr or proc.stdout).strip()}")
         return proc.stdout
+
+    def licenses(self) -> set[str]:
+        """The names of the licenses slurmctld has (``Licenses=`` in slurm.conf, and
+        remote ones)."""
+        out = self._run("show", "licenses", "-o")
+        return set(re.findall(r"(?:^|\s)LicenseName=(\S+)", out))
 
     def set_admin_comment(self, job_id: int, text: str) -> None:
         if any(c.isspace() for c in text):

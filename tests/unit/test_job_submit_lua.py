@@ -157,6 +157,71 @@ def test_an_any_selection_brings_no_license_and_skips_qpus_it_may_not_use(script
     assert submit(script, "min_qubits=100,ibm_manila")[:2] == (0, "qpu_ibm_manila:1")
 
 
+def submit_env(script: Path, env: list[str], **desc: Any) -> tuple[int, str, list[str]]:
+    """A submission whose spank_job_env is ``env`` as given (what a client that talks to
+    libslurm directly can send)."""
+    desc.setdefault("default_account", "quantum")
+    desc["spank_job_env"] = env
+    rc, job, said = run_lua(script, f"job_desc = {lua_literal(desc)}\n"
+                                    f"rc = slurm_job_submit(job_desc, {lua_literal(PARTS)}, 2001)")
+    return rc, job["licenses"], said
+
+
+DUPLICATE_REFUSAL = ("--qpu: refused: the job carries 2 --qpu values ({}), and which one "
+                     "its prolog would use is not certain; submit it with a single --qpu")
+
+
+@pytest.mark.parametrize("order", [("ibm_manila", "ibm_kawasaki"),
+                                   ("ibm_kawasaki", "ibm_manila")])
+def test_a_job_with_two_qpu_values_is_refused_whichever_comes_first(
+        script: Path, order: tuple[str, str]) -> None:
+    # one allowed from the default partition, one that is not: the check must not see one
+    # while the prolog reads the other
+    rc, licenses, said = submit_env(script, ["OTHER=1", *(OPTION + q for q in order)])
+    assert (rc, licenses) == (-1, "")
+    assert len(said) == 1
+    assert said[0].startswith("--qpu: refused: the job carries 2 --qpu values (")
+    assert sorted(said[0].split("(")[1].split(")")[0].split()) == sorted(order)
+    assert said[0].endswith("its prolog would use is not certain; submit it with a single "
+                            "--qpu")
+
+
+def test_two_equal_qpu_values_are_refused_too(script: Path) -> None:
+    rc, _, said = submit_env(script, [OPTION + "ibm_manila", OPTION + "ibm_manila"])
+    assert rc == -1 and said == [DUPLICATE_REFUSAL.format("ibm_manila ibm_manila")]
+
+
+def test_the_prolog_form_of_the_option_counts_as_qpu(script: Path) -> None:
+    # slurmd passes an entry that already starts with SPANK_ to the prolog as it is, where
+    # the plugin reads it as the job's --qpu: it is checked like one
+    rc, _, said = submit_env(script, ["SPANK_" + OPTION + "ibm_kawasaki"])
+    assert rc == -1
+    assert said == ["--qpu=ibm_kawasaki refused: QPU ibm_kawasaki may not be used from "
+                    "partition normal; allowed: quantum"]
+    assert submit_env(script, ["SPANK_" + OPTION + "ibm_manila"])[:2] == \
+        (0, "qpu_ibm_manila:1")
+    rc, _, said = submit_env(script, [OPTION + "ibm_manila", "SPANK_" + OPTION + "ibm_kawasaki"])
+    assert rc == -1 and said == [DUPLICATE_REFUSAL.format("ibm_manila ibm_kawasaki")]
+
+
+def test_a_queued_job_with_two_qpu_values_cannot_be_changed_but_by_root(script: Path) -> None:
+    record = {"spank_job_env": [OPTION + "ibm_manila", OPTION + "ibm_kawasaki"],
+              "licenses": "qpu_ibm_manila:1", "partition": "normal"}
+    rc, said = run_modify(script, record, partition="quantum")
+    assert rc == 2002
+    assert said == ["--qpu: change refused: the job carries 2 --qpu values; cancel it and "
+                    "submit it with a single --qpu"]
+    assert run_modify(script, record, uid=0, partition="quantum")[0] == 0
+
+
+def run_modify(script: Path, record: dict[str, Any], uid: int = 2001,
+               **desc: Any) -> tuple[int, list[str]]:
+    rc, _, said = run_lua(script, f"job_desc = {lua_literal(desc)}\n"
+                                  f"rc = slurm_job_modify(job_desc, {lua_literal(record)}, "
+                                  f"{lua_literal(PARTS)}, {uid})")
+    return rc, said
+
+
 def test_removing_the_qpu_license_later_is_refused(script: Path) -> None:
     rc, said = modify(script, "ibm_manila", {"licenses": "qpu_ibm_manila:1"}, licenses="")
     assert rc == 2020  # scontrol prints "Invalid license specification"

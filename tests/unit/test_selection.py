@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.config import load_config
-from slurm_qpu.lifecycle import default_factory
+from slurm_qpu.coordination import JobBoard, JobView, PublicRecord
+from slurm_qpu.jobfacts import JobFacts
+from slurm_qpu.leases import Lease, LeaseState, LeaseStore
+from slurm_qpu.lifecycle import default_factory, run_prolog
 from slurm_qpu.names import RequestError
 from slurm_qpu.probe import qubits_in_target, resolve_request
 from slurm_qpu.selection import (
+    UNKNOWN_PLACEMENT,
     Candidate,
     Known,
     Placement,
@@ -22,6 +26,8 @@ from slurm_qpu.selection import (
     is_selection,
     parse_selection,
 )
+from slurm_qpu.settings import PluginSettings
+from slurm_qpu.slurmcli import SlurmCommandError
 
 MakeSimConfig = Callable[..., Path]
 
@@ -196,3 +202,183 @@ def test_a_selection_never_picks_a_qpu_the_site_s_policy_keeps_from_the_job(
                         placement=Placement("quantum", "chemistry", "normal"))
     assert str(err.value) == ("no QPU matching any:sim_a is available now (sim_a: not for "
                               "account chemistry (allowed: physics))")
+
+
+# ---------------------------------------------------------------- where the job runs unknown
+
+
+POLICY = {"partitions": ["quantum"]}
+
+
+def policy_config(write_json: Callable[..., Path], **slurm: dict[str, object]) -> Path:
+    """sim_a with a partition policy (and the shorter queue, so a selection would take it
+    first), sim_b with none."""
+    return write_json({"resources": [
+        {"name": "sim_a", "type": "local-simulator", "slurm": slurm.get("sim_a", POLICY)},
+        {"name": "sim_b", "type": "local-simulator", "slurm": slurm.get("sim_b", {}),
+         "environment": {"QRMI_LOCAL_SIM_QUEUE_DEPTH": "9"}}]})
+
+
+def test_without_placement_a_selection_passes_over_the_qpus_with_a_policy(
+        write_json: Callable[..., Path]) -> None:
+    # squeue failed (the broker passes None then): the policy of sim_a cannot be checked
+    config = load_config(policy_config(write_json))
+    assert resolve_request(["any:sim_*"], config, default_factory)[0] == ["sim_b"]
+    assert resolve_request(["any:sim_*"], config, default_factory,
+                           placement=UNKNOWN_PLACEMENT)[0] == ["sim_b"]
+    with pytest.raises(RequestError) as err:
+        resolve_request(["any:sim_a"], config, default_factory)
+    assert str(err.value) == ("no QPU matching any:sim_a is available now (sim_a: its "
+                              "partition/account/QOS policy cannot be checked: squeue failed)")
+
+
+@pytest.mark.parametrize("policy", [{"partitions": ["quantum"]}, {"accounts": ["physics"]},
+                                    {"qos": ["high"]}, {"accounts": []}])
+def test_every_kind_of_policy_makes_a_qpu_unusable_when_placement_is_unknown(
+        write_json: Callable[..., Path], policy: dict[str, object]) -> None:
+    config = load_config(policy_config(write_json, sim_a=policy))
+    assert resolve_request(["any:sim_*"], config, default_factory)[0] == ["sim_b"]
+
+
+def test_a_qpu_without_policy_is_still_chosen_when_placement_is_unknown(
+        write_json: Callable[..., Path]) -> None:
+    config = load_config(policy_config(write_json, sim_a={"max_jobs": 2}))
+    assert resolve_request(["any:sim_*"], config, default_factory)[0] == ["sim_a"]
+
+
+class SqueueDown:
+    """slurmctld as the prolog sees it when squeue fails."""
+
+    def view(self, job_id: int) -> JobView:
+        raise SlurmCommandError("squeue: slurm_load_jobs error: Unable to contact slurm "
+                                "controller")
+
+    def publish(self, job_id: int, record: PublicRecord) -> None:
+        raise AssertionError("a single-node job publishes nothing")
+
+
+class Squeue:
+    """slurmctld's record of the job, as ``squeue --json`` gives it."""
+
+    def __init__(self, placement: Placement) -> None:
+        self.placement = placement
+
+    def view(self, job_id: int) -> JobView:
+        return JobView(600, None, 0, self.placement)
+
+    def publish(self, job_id: int, record: PublicRecord) -> None:
+        raise AssertionError("a single-node job publishes nothing")
+
+
+ONE_NODE = JobFacts(job_id=42, node="n1", nodes=("n1",), uid=1000, user="alice")
+
+
+def direct_prolog(tmp_path: Path, config: Path, request: str, board: JobBoard,
+                  scontrol: str = "scontrol") -> Lease:
+    settings = PluginSettings(config=config, state_dir="unused", scontrol=scontrol)
+    return run_prolog(ONE_NODE, request, settings, LeaseStore(tmp_path / "state"), board)
+
+
+def test_direct_mode_prolog_passes_over_qpus_with_a_policy_when_squeue_fails(
+        tmp_path: Path, write_json: Callable[..., Path]) -> None:
+    config = policy_config(write_json)
+    lease = direct_prolog(tmp_path, config, "any:sim_*", SqueueDown())
+    assert (lease.state, lease.names) == (LeaseState.ACQUIRED, ["sim_b"])
+    failed = direct_prolog(tmp_path / "2", config, "any:sim_a", SqueueDown())
+    assert failed.state is LeaseState.FAILED
+    assert failed.error == ("--qpu=any:sim_a: no QPU matching any:sim_a is available now "
+                            "(sim_a: its partition/account/QOS policy cannot be checked: "
+                            "squeue failed)")
+
+
+# ---------------------------------------------------------------- named QPUs at start
+
+
+def test_a_named_qpu_is_acquired_only_where_its_policy_allows(
+        write_json: Callable[..., Path]) -> None:
+    # job_submit.lua checked some --qpu value; this is the one being acquired
+    config = load_config(policy_config(write_json))
+    quantum = Placement("quantum", "physics", "normal")
+    assert resolve_request(["sim_a"], config, default_factory, placement=quantum) == \
+        (["sim_a"], {})
+    with pytest.raises(RequestError) as err:
+        resolve_request(["sim_b", "sim_a"], config, default_factory,
+                        placement=Placement("debug", "physics", "normal"))
+    assert str(err.value) == "QPU sim_a: not for partition debug (allowed: quantum)"
+    with pytest.raises(RequestError) as err:
+        resolve_request(["sim_a"], config, default_factory)  # squeue failed
+    assert str(err.value) == ("QPU sim_a: its partition/account/QOS policy cannot be "
+                              "checked: squeue failed")
+    assert resolve_request(["sim_b"], config, default_factory) == (["sim_b"], {})
+
+
+LICENSE_REFUSAL = ("QPU sim_a: the job does not hold its license qpu_sim_a, which "
+                   "job_submit.lua adds to every job that names the QPU: the --qpu value read "
+                   "at the job's start is not the one slurmctld checked (more than one --qpu "
+                   "value in the job's SPANK environment?)")
+
+
+def test_a_named_qpu_whose_license_the_job_does_not_hold_is_refused(
+        sim_config: MakeSimConfig) -> None:
+    # slurmctld checked sim_b (and gave the job its license); the prolog read sim_a
+    config = load_config(sim_config())
+    held = Placement("normal", "physics", "normal", licenses=frozenset({"qpu_sim_b"}))
+    asked: list[int] = []
+
+    def licensed() -> set[str]:
+        asked.append(1)
+        return {"qpu_sim_a", "qpu_sim_b"}
+
+    with pytest.raises(RequestError) as err:
+        resolve_request(["sim_a"], config, default_factory, placement=held, licensed=licensed)
+    assert str(err.value) == LICENSE_REFUSAL
+    assert resolve_request(["sim_b"], config, default_factory, placement=held,
+                           licensed=licensed) == (["sim_b"], {})
+    assert len(asked) == 1  # slurmctld's licenses are asked only when one is missing
+    # a selection brings no license: it is not asked for one
+    assert resolve_request(["any:sim_a"], config, default_factory, placement=held,
+                           licensed=licensed)[0] == ["sim_a"]
+
+
+def test_a_site_without_qpu_licenses_needs_none(sim_config: MakeSimConfig) -> None:
+    config = load_config(sim_config())
+    none = Placement("normal", "physics", "normal", licenses=frozenset())
+    assert resolve_request(["sim_a"], config, default_factory, placement=none,
+                           licensed=lambda: {"matlab"})[0] == ["sim_a"]
+    # and a record without licenses (an older squeue) holds nothing against the job
+    assert resolve_request(["sim_a"], config, default_factory,
+                           placement=Placement("normal"), licensed=lambda: {"qpu_sim_a"}
+                           )[0] == ["sim_a"]
+
+
+def test_a_missing_license_is_refused_when_slurmctld_s_licenses_cannot_be_read(
+        sim_config: MakeSimConfig) -> None:
+    config = load_config(sim_config())
+
+    def licensed() -> set[str]:
+        raise SlurmCommandError("scontrol show licenses -o: Unable to contact slurm controller")
+
+    with pytest.raises(RequestError) as err:
+        resolve_request(["sim_a"], config, default_factory,
+                        placement=Placement(licenses=frozenset()), licensed=licensed)
+    assert str(err.value) == ("QPU sim_a: the job does not hold its license qpu_sim_a and "
+                              "slurmctld's licenses cannot be read: scontrol show licenses "
+                              "-o: Unable to contact slurm controller")
+
+
+def test_direct_mode_prolog_refuses_a_named_qpu_slurmctld_did_not_count(
+        tmp_path: Path, sim_config: MakeSimConfig, read_ledger: Callable[[], list[object]]
+) -> None:
+    # two --qpu values: job_submit.lua (of an earlier release) checked sim_b and added its
+    # license; slurmd gave the prolog sim_a
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'LicenseName=qpu_sim_a Total=1 Used=0 Free=1'\n"
+                        "echo 'LicenseName=qpu_sim_b Total=1 Used=1 Free=0'\n")
+    scontrol.chmod(0o755)
+    board = Squeue(Placement("normal", "physics", "normal", frozenset({"qpu_sim_b"})))
+    lease = direct_prolog(tmp_path, sim_config(), "sim_a", board, str(scontrol))
+    assert lease.state is LeaseState.FAILED
+    assert lease.error == f"--qpu=sim_a: {LICENSE_REFUSAL}"
+    assert read_ledger() == []  # the vendor was never asked
+    assert direct_prolog(tmp_path / "2", sim_config(), "sim_b", board, str(scontrol)).state \
+        is LeaseState.ACQUIRED

@@ -143,3 +143,31 @@ def test_squeue_json_gives_the_job_s_partition_account_and_qos() -> None:
     job = parse_squeue_json(text, 7)
     assert (job.time_limit_seconds, job.user) == (600, "alice")
     assert job.placement == Placement("quantum", "physics", "normal")
+
+
+@pytest.mark.parametrize(("licenses", "names"), [
+    ("qpu_ibm_manila:1,matlab:2", {"qpu_ibm_manila", "matlab"}),
+    ("qpu_a*1,qpu_b", {"qpu_a", "qpu_b"}),  # counts written either way, or none
+    ("qpu_a:1|qpu_b:1", {"qpu_a", "qpu_b"}),  # either-or request
+    (["qpu_a:1", "matlab:1"], {"qpu_a", "matlab"}),
+    ("", set()),
+    (None, set()),  # the field is there, empty: no license
+])
+def test_squeue_json_gives_the_names_of_the_job_s_licenses(
+        licenses: object, names: set[str]) -> None:
+    text = json.dumps({"jobs": [{"job_id": 7, "licenses": licenses}]})
+    assert parse_squeue_json(text, 7).placement.licenses == frozenset(names)
+
+
+@pytest.mark.parametrize("job", [{"job_id": 7}, {"job_id": 7, "licenses": {"odd": 1}}])
+def test_licenses_are_unknown_when_squeue_json_does_not_say(job: dict[str, object]) -> None:
+    assert parse_squeue_json(json.dumps({"jobs": [job]}), 7).placement.licenses is None
+
+
+def test_scontrol_lists_slurmctld_s_licenses(tmp_path: Path) -> None:
+    script = fake_scontrol(tmp_path, "echo 'LicenseName=qpu_ibm_manila Total=2 Used=0 Free=2 "
+                                     "Reserved=0 Remote=no'\n"
+                                     "echo 'LicenseName=matlab Total=9 Used=1 Free=8 "
+                                     "Reserved=0 Remote=no'")
+    assert Scontrol(str(script)).licenses() == {"qpu_ibm_manila", "matlab"}
+    assert calls(tmp_path) == ["show licenses -o"]

@@ -2,7 +2,14 @@
 --
 -- A job's --qpu value reaches slurmctld in job_desc.spank_job_env as
 -- "_SLURM_SPANK_OPTION_qpu_qpu=NAMES": the very entry the plugin's prolog reads, so what
--- is checked here is what gets acquired. For every QPU named this script
+-- is checked here is what gets acquired. sbatch, salloc and srun send one such entry; a
+-- client that talks to libslurm directly can send several, or the form slurmd gives the
+-- prolog ("SPANK_" in front, which slurmd passes on as it is). Which of several the
+-- prolog reads need not be the one a check here would see (slurmd merges the list into
+-- the prolog's environment, the last entry of a name winning; pairs() has no order),
+-- so a job with more than one is refused, and both forms count as --qpu. The acquiring
+-- side checks the QPUs' policy and licenses against slurmctld's record of the job too
+-- (docs/security.md, "Duplicate --qpu entries"). For every QPU named this script
 --   * refuses the job if its partition, account or QOS may not use the QPU,
 --   * adds the QPU's license (qpu_<name>:1) to the job's licenses: the QPU's
 --     concurrency cap (Licenses=qpu_<name>:<max_jobs> in slurm.conf) then holds whether or
@@ -14,18 +21,20 @@
 -- above it, and call slurm_qpu_submit / slurm_qpu_modify from your two functions.
 
 local OPTION = "_SLURM_SPANK_OPTION_qpu_qpu="
+local OPTION_FORMS = {OPTION, "SPANK_" .. OPTION}
 local ANY = "any:"
 
-local function qpu_request(env)
-	if env == nil then
-		return nil
-	end
-	for _, entry in pairs(env) do
-		if string.sub(entry, 1, #OPTION) == OPTION then
-			return string.sub(entry, #OPTION + 1)
+-- Every --qpu value in a job's SPANK environment (either form), in no particular order.
+local function qpu_requests(env)
+	local found = {}
+	for _, entry in pairs(env or {}) do
+		for _, form in ipairs(OPTION_FORMS) do
+			if type(entry) == "string" and string.sub(entry, 1, #form) == form then
+				table.insert(found, string.sub(entry, #form + 1))
+			end
 		end
 	end
-	return nil
+	return found
 end
 
 local function split(text)
@@ -170,10 +179,19 @@ local function check(names, partitions, account, qos)
 end
 
 function slurm_qpu_submit(job_desc, part_list, submit_uid)
-	local raw = qpu_request(job_desc.spank_job_env)
-	if raw == nil then
+	local requests = qpu_requests(job_desc.spank_job_env)
+	if #requests == 0 then
 		return slurm.SUCCESS
 	end
+	if #requests > 1 then
+		slurm.log_user("--qpu: refused: the job carries %d --qpu values (%s), and which one "
+			.. "its prolog would use is not certain; submit it with a single --qpu",
+			#requests, table.concat(requests, " "))
+		slurm.log_info("slurm-qpu: refused a job of uid %u with %d --qpu values",
+			submit_uid, #requests)
+		return slurm.ERROR
+	end
+	local raw = requests[1]
 	local names, unknown = requested_qpus(raw)
 	if #unknown > 0 then
 		slurm.log_user("--qpu: unknown QPU name(s) %s; see: slurm-qpu list",
@@ -194,10 +212,19 @@ function slurm_qpu_submit(job_desc, part_list, submit_uid)
 end
 
 function slurm_qpu_modify(job_desc, job_rec, part_list, modify_uid)
-	local raw = qpu_request(job_rec.spank_job_env)
-	if raw == nil or modify_uid == 0 then
+	local requests = qpu_requests(job_rec.spank_job_env)
+	if #requests == 0 or modify_uid == 0 then
 		return slurm.SUCCESS
 	end
+	if #requests > 1 then
+		-- queued before this check existed: what it asks for is not certain
+		slurm.log_user("--qpu: change refused: the job carries %d --qpu values; "
+			.. "cancel it and submit it with a single --qpu", #requests)
+		slurm.log_info("slurm-qpu: refused a change by uid %u of a job with %d --qpu values",
+			modify_uid, #requests)
+		return slurm.ESLURM_ACCESS_DENIED or slurm.ERROR
+	end
+	local raw = requests[1]
 	local names = requested_qpus(raw)
 	if job_desc.licenses ~= nil and not keeps_licenses(job_desc.licenses, names) then
 		slurm.log_user("--qpu=%s: the job's QPU licenses come with --qpu and stay (%s)", raw,
