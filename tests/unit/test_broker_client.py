@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -215,3 +216,237 @@ def test_a_refused_connection_is_named_in_the_error() -> None:
     assert str(raised.value) == (
         f"the slurm-qpu broker at {url} does not answer (ConnectionRefusedError: [Errno 111] "
         "Connection refused) after 0.2 s; is it running (systemctl status slurm-qpu-broker)?")
+
+
+# ------------------------------------------------------------------ the deadline is a deadline
+# A broker that accepts and never answers, or drips its answer a byte at a time, must not
+# hold a prolog past broker_timeout: every wait of every attempt is cut at what is left.
+
+class Stalling:
+    """A real listening socket: accepts, reads the request, and then says nothing
+    (``drip=None``) or one byte of a never-ending answer every ``drip`` seconds."""
+
+    def __init__(self, drip: float | None = None) -> None:
+        import socket
+        import threading
+
+        self.drip = drip
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        self.listener.settimeout(0.05)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: Any) -> None:
+        import itertools
+
+        answer = itertools.chain(b"HTTP/1.1 200 OK\r\n", itertools.cycle(b"X-Slow: yes\r\n"))
+        with conn:
+            conn.settimeout(0.05)
+            while not self.stop.is_set():
+                try:
+                    if not conn.recv(65536):
+                        return  # the client gave up
+                except TimeoutError:
+                    pass
+                except OSError:
+                    return
+                if self.drip is not None and not self.stop.wait(self.drip):
+                    try:
+                        conn.sendall(bytes([next(answer)]))
+                    except OSError:
+                        return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+class RecordingClock:
+    """time.monotonic, remembering the first reading (the call's start) and the last."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.monotonic = time.monotonic
+        self.first: float | None = None
+        self.last = 0.0
+
+    def __call__(self) -> float:
+        self.last = self.monotonic()
+        if self.first is None:
+            self.first = self.last
+        return self.last
+
+
+@dataclass
+class Timeouts:
+    """Every socket timeout the client sets, as (what, seconds, the clock's reading when
+    it was computed): each connect (socket.create_connection) and each send and receive
+    (bounded.Bounded.settimeout)."""
+
+    clock: RecordingClock = field(default_factory=RecordingClock)
+    seen: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def client(self, url: str, **kw: Any) -> BrokerClient:
+        return BrokerClient(url, encode=lambda payload: "CRED", clock=self.clock, **kw)
+
+
+@pytest.fixture
+def timeouts(monkeypatch: pytest.MonkeyPatch) -> Timeouts:
+    import socket
+
+    from slurm_qpu.broker import bounded
+
+    record = Timeouts()
+    real_connect, real_settimeout = socket.create_connection, socket.socket.settimeout
+
+    def create_connection(address: Any, timeout: float, *args: Any) -> socket.socket:
+        record.seen.append(("connect", timeout, record.clock.last))
+        return real_connect(address, timeout, *args)
+
+    def settimeout(self: socket.socket, value: float | None) -> None:
+        record.seen.append(("wait", float("inf") if value is None else value,
+                            record.clock.last))
+        real_settimeout(self, value)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(bounded.Bounded, "settimeout", settimeout)
+    return record
+
+
+@pytest.mark.timeout(20)  # today's code waited 30 s per attempt, whatever the deadline
+@pytest.mark.parametrize("deadline, attempt", [(0.6, 30.0), (1.4, 0.3)],
+                         ids=["one-attempt", "attempts-and-pauses"])
+def test_a_broker_that_accepts_and_never_answers_is_given_up_at_the_deadline(
+        timeouts: Timeouts, deadline: float, attempt: float) -> None:
+    server = Stalling()
+    clock = timeouts.clock
+    try:
+        client = timeouts.client(server.url, deadline=deadline, timeout=attempt)
+        with pytest.raises(BrokerError) as raised:
+            client.acquire(5, qpus="a", user="alice", uid=1000)
+    finally:
+        server.close()
+    assert str(raised.value) == (
+        f"the slurm-qpu broker at {server.url} does not answer (TimeoutError: timed out) "
+        f"after {deadline:g} s; is it running (systemctl status slurm-qpu-broker)?")
+    assert clock.first is not None
+    end = clock.first + deadline
+    assert {what for what, _, _ in timeouts.seen} == {"connect", "wait"}
+    for what, seconds, at in timeouts.seen:  # never longer than what was left when it was set
+        assert 0 < seconds <= min(end - at, attempt) + 1e-9, (what, seconds, end - at)
+    # a new connection per attempt: 2 when the attempt's own limit leaves time for a retry
+    assert server.connections == (1 if attempt > deadline else 2)
+
+
+@pytest.mark.timeout(20)  # today's code read the drip for ~100 headers: minutes
+def test_a_broker_that_drips_its_answer_is_given_up_at_the_deadline(
+        timeouts: Timeouts) -> None:
+    server = Stalling(drip=0.05)  # each byte well within any single wait's timeout
+    clock = timeouts.clock
+    try:
+        client = timeouts.client(server.url, deadline=1.0)
+        with pytest.raises(BrokerError) as raised:
+            client.release(5)
+    finally:
+        server.close()
+    assert "does not answer (TimeoutError: timed out) after 1 s" in str(raised.value)
+    assert clock.first is not None
+    waits = [(seconds, at) for what, seconds, at in timeouts.seen if what == "wait"]
+    assert len(waits) > 5  # one per receive of the drip: each one shorter than the last
+    assert all(seconds <= clock.first + 1.0 - at + 1e-9 for seconds, at in waits)
+    assert [s for s, _ in waits] == sorted((s for s, _ in waits), reverse=True)
+
+
+@pytest.mark.timeout(20)
+def test_a_tls_handshake_that_never_ends_is_given_up_at_the_deadline(
+        timeouts: Timeouts) -> None:
+    server = Stalling()  # reads the ClientHello and says nothing
+    url = server.url.replace("http://", "https://")
+    try:
+        client = timeouts.client(url, deadline=0.6)
+        with pytest.raises(BrokerError) as raised:
+            client.release(5)
+    finally:
+        server.close()
+    assert "handshake operation timed out" in str(raised.value)
+    assert "after 0.6 s" in str(raised.value)
+    assert timeouts.clock.first is not None
+    end = timeouts.clock.first + 0.6
+    assert timeouts.seen and all(seconds <= end - at + 1e-9 for _, seconds, at in timeouts.seen)
+
+
+def test_no_attempt_starts_once_the_credential_took_the_time_left() -> None:
+    node = Node([ok({})], deadline=5.0)
+
+    def slow_munge(payload: bytes) -> str:
+        node.now += 6.0  # munged took longer than the whole deadline
+        return "cred"
+
+    client = node.client()
+    client.encode = slow_munge
+    with pytest.raises(BrokerError) as raised:
+        client.release(5)
+    assert "does not answer (no attempt made) after 5 s" in str(raised.value)
+    assert node.seen == [] and node.sleeps == []
+
+
+def test_munged_is_given_what_is_left_of_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.vendor import munge
+
+    given: list[float | None] = []
+
+    def encode(payload: bytes, timeout: float | None = None) -> str:
+        given.append(timeout)
+        node.now += 1.5
+        return "cred"
+
+    monkeypatch.setattr(munge, "encode", encode)
+    node = Node([DOWN, DOWN, ok({"state": "released"})], deadline=10.0)
+    client = node.client()
+    client.encode = None  # munged's, as in the plugin
+    assert client.release(5) == {"state": "released"}
+    # 10 s; then 1.5 s for the credential and a 0.5 s pause; then 1.5 s and 1 s
+    assert given == [10.0, 8.0, 5.5]
+
+
+def test_the_pause_between_attempts_never_runs_past_the_deadline() -> None:
+    node = Node([DOWN], deadline=2.9)
+    with pytest.raises(BrokerError):
+        node.client().release(5)
+    assert node.sleeps == [0.5, 1.0] and sum(node.sleeps) <= 2.9
+
+
+def test_the_plugins_broker_timeout_is_the_clients_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.settings import parse_args
+    from slurm_qpu.spank.jobscript import _broker
+    from slurm_qpu.vendor import munge
+
+    server = Stalling()
+    monkeypatch.setattr(munge, "encode", lambda payload, timeout=None: "CRED")
+    try:
+        client = _broker(parse_args([f"broker={server.url}", "broker_timeout=0.5"]))
+        assert client.deadline == 0.5
+        with pytest.raises(BrokerError, match=r"does not answer \(TimeoutError: timed out\) "
+                                              r"after 0\.5 s"):
+            client.acquire(5, qpus="a", user="alice", uid=1000)
+    finally:
+        server.close()

@@ -102,3 +102,63 @@ def test_the_real_munge_gives_a_credential_or_a_clear_error() -> None:
         assert str(exc).startswith("cannot create a MUNGE credential: ")
     else:
         assert credential.startswith("MUNGE:")
+
+
+# ------------------------------------------------------------- encode within a deadline
+# The broker client gives munge.encode what is left of its deadline: libmunge cannot be
+# interrupted and retries a silent munged for longer than a short broker_timeout.
+
+class SilentLibrary:
+    """libmunge facing a munged that accepts and never answers (until released)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.released = threading.Event()
+
+    def encode(self, payload: bytes) -> str:
+        self.released.wait(30)
+        return "MUNGE:late:"
+
+
+@pytest.mark.timeout(10)
+def test_a_silent_munged_is_given_up_at_the_callers_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.vendor import munge
+
+    library = SilentLibrary()
+    monkeypatch.setattr(munge, "_library", lambda: library)
+    try:
+        with pytest.raises(MungeError) as exc:
+            munge.encode(b"payload", timeout=0.2)
+    finally:
+        library.released.set()
+    assert str(exc.value) == ("cannot create a MUNGE credential: munged did not answer "
+                              "within 0.2 s (is munged running?)")
+
+
+def test_a_timely_library_answer_and_its_errors_come_back_as_they_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.vendor import munge
+
+    class Library:
+        def encode(self, payload: bytes) -> str:
+            if payload == b"bad":
+                raise MungeError("cannot create a MUNGE credential: Munged communication error")
+            return "MUNGE:" + payload.decode() + ":"
+
+    monkeypatch.setattr(munge, "_library", lambda: Library())
+    assert munge.encode(b"ok", timeout=5.0) == munge.encode(b"ok") == "MUNGE:ok:"
+    with pytest.raises(MungeError, match="Munged communication error"):
+        munge.encode(b"bad", timeout=5.0)
+
+
+def test_without_libmunge_the_munge_command_gets_the_time_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu.vendor import munge
+
+    script(tmp_path, "exec sleep 30")
+    monkeypatch.setattr(munge, "_library", lambda: None)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(MungeError, match=r"timed out after 0\.2 seconds"):
+        munge.encode(b"payload", timeout=0.2)

@@ -1,8 +1,11 @@
 """The node side of the broker's API: what the prolog and epilog (root) call.
 
 Each request carries a fresh MUNGE credential bound to it. A broker that is restarting
-is waited for, up to ``deadline`` seconds, so a broker upgrade does not fail the jobs
-that start meanwhile; the errors name the broker and what to check.
+is waited for, so a broker upgrade does not fail the jobs that start meanwhile; the errors
+name the broker and what to check. ``deadline`` (the plugstack's ``broker_timeout``) bounds
+the whole call, however the broker behaves: every connect, send and receive waits at most
+what is left of it (broker/bounded.py), as does the MUNGE credential, no attempt starts
+without time left, and no pause between attempts runs past it.
 
 Requests go through the standard library's http.client: every prolog and epilog is a new
 Python, and importing httpx and building its TLS context cost each of them ~80 ms (see
@@ -24,6 +27,7 @@ from slurm_qpu.vendor import munge
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
+    import ssl
 
     import httpx
 
@@ -52,21 +56,33 @@ def munge_payload(method: str, path: str, body: bytes) -> bytes:
 @dataclass
 class BrokerClient:
     url: str
-    deadline: float = 60.0
-    timeout: float = 30.0
+    deadline: float = 60.0  # seconds for a whole call, its retries included
+    timeout: float = 30.0  # seconds for one attempt (within what is left of the deadline)
     transport: httpx.BaseTransport | None = None  # tests: answer without a network
-    encode: Callable[[bytes], str] = munge.encode
+    # makes a credential; None: munged's, made within the time left (tests pass their own)
+    encode: Callable[[bytes], str] | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+    _tls: ssl.SSLContext | None = field(default=None, repr=False)
 
-    def _send(self, method: str, path: str, body: bytes,
-              headers: dict[str, str]) -> tuple[int, bytes]:
-        """One request; _NoAnswer when it got no HTTP answer."""
+    def _credential(self, payload: bytes, left: float) -> str:
+        if self.encode is None:
+            return munge.encode(payload, timeout=left)
+        return self.encode(payload)
+
+    def _send(self, method: str, path: str, body: bytes, headers: dict[str, str],
+              until: float) -> tuple[int, bytes]:
+        """One request, over by ``until`` (on ``clock``); _NoAnswer when it got no HTTP
+        answer in that time."""
+        def left() -> float:
+            return until - self.clock()
+
         if self.transport is not None:
             import httpx
 
-            with httpx.Client(base_url=self.url.rstrip("/"), transport=self.transport) as c:
+            with httpx.Client(base_url=self.url.rstrip("/"), transport=self.transport,
+                              timeout=max(left(), 0.001)) as c:
                 try:
                     r = c.request(method, path, content=body, headers=headers)
                 except httpx.HTTPError as exc:
@@ -74,14 +90,28 @@ class BrokerClient:
                 return r.status_code, r.content
         import http.client
 
+        from slurm_qpu.broker import bounded
+
+        url = urlsplit(self.url)
+        https = url.scheme == "https"
         if self._conn is None:
-            url = urlsplit(self.url)
-            cls = (http.client.HTTPSConnection if url.scheme == "https"
-                   else http.client.HTTPConnection)
-            self._conn = cls(url.netloc, timeout=self.timeout)
-        prefix = urlsplit(self.url).path.rstrip("/")
+            if https:
+                import ssl
+
+                self._tls = self._tls or ssl.create_default_context()
+                self._conn = http.client.HTTPSConnection(url.netloc, context=self._tls)
+            else:
+                self._conn = http.client.HTTPConnection(url.netloc)
         try:
-            self._conn.request(method, prefix + path, body=body, headers=headers)
+            sock = self._conn.sock
+            if isinstance(sock, bounded.Bounded):  # kept alive: bounded by this attempt
+                sock.left = left
+            else:  # the first request, or the broker closed the connection
+                self._conn.sock = bounded.connect(url.hostname or "",
+                                                  url.port or (443 if https else 80), left,
+                                                  self._tls)
+            self._conn.request(method, url.path.rstrip("/") + path, body=body,
+                               headers=headers)
             response = self._conn.getresponse()
             return response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -96,19 +126,25 @@ class BrokerClient:
             self._conn = None
 
     def call(self, method: str, path: str, payload: Any = None) -> Any:
+        """One request, retried while the broker is down or 502/503/504, all within
+        ``deadline``: each attempt gets at most ``timeout`` of what is left."""
         body = b"" if payload is None else json.dumps(payload).encode()
         end = self.clock() + self.deadline
         pause, last = 0.5, "no attempt made"
-        while True:
+        while (left := end - self.clock()) > 0:
             try:
-                credential = self.encode(munge_payload(method, path, body))
+                credential = self._credential(munge_payload(method, path, body), left)
             except munge.MungeError as exc:
                 raise BrokerError(f"{exc} (the broker authenticates nodes with MUNGE)") \
                     from None
+            now = self.clock()
+            if now >= end:  # the credential took what was left
+                break
             try:
                 status, content = self._send(
                     method, path, body, {"Authorization": f"MUNGE {credential}",
-                                         "Content-Type": "application/json"})
+                                         "Content-Type": "application/json"},
+                    min(end, now + self.timeout))
             except _NoAnswer as exc:
                 last = str(exc)
             else:
@@ -116,11 +152,12 @@ class BrokerClient:
                     return self._answer(method, path, status, content)
                 last = f"HTTP {status}"
             if self.clock() + pause > end:
-                raise BrokerError(f"the slurm-qpu broker at {self.url} does not answer "
-                                  f"({last}) after {self.deadline:g} s; is it running "
-                                  "(systemctl status slurm-qpu-broker)?")
+                break
             self.sleep(pause)
             pause = min(pause * 2, 5.0)
+        raise BrokerError(f"the slurm-qpu broker at {self.url} does not answer ({last}) "
+                          f"after {self.deadline:g} s; is it running "
+                          "(systemctl status slurm-qpu-broker)?")
 
     @staticmethod
     def _answer(method: str, path: str, status: int, content: bytes) -> Any:

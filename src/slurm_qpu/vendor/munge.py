@@ -145,20 +145,49 @@ def _library() -> _LibMunge | None:
     return _lib
 
 
-def encode(payload: bytes) -> str:
-    """A credential carrying ``payload`` (libmunge, else ``munge --input``)."""
+def encode(payload: bytes, timeout: float | None = None) -> str:
+    """A credential carrying ``payload`` (libmunge, else ``munge --input``), within
+    ``timeout`` seconds when given (the broker client's deadline): libmunge cannot be
+    interrupted, and its own retries against a munged that does not answer take longer
+    than a short deadline, so it is then asked from a thread that is waited for no
+    longer."""
     lib = _library()
     if lib is not None:
-        return lib.encode(payload)
+        return lib.encode(payload) if timeout is None else \
+            _within(timeout, lambda: lib.encode(payload))
     try:
         done = subprocess.run(["munge"], input=payload, capture_output=True,
-                              timeout=DEFAULT_TIMEOUT, check=False)
+                              timeout=DEFAULT_TIMEOUT if timeout is None
+                              else min(timeout, DEFAULT_TIMEOUT), check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MungeError(f"cannot create a MUNGE credential: {exc}") from None
     if done.returncode != 0:
         raise MungeError("cannot create a MUNGE credential: "
                          + done.stderr.decode(errors="replace").strip())
     return done.stdout.decode().strip()
+
+
+def _within(timeout: float, make: Callable[[], str]) -> str:
+    import threading
+
+    done: list[str | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(make())
+        except BaseException as exc:
+            done.append(exc)
+
+    # a daemon: one munged never answered is left behind, not waited for at exit
+    worker = threading.Thread(target=run, name="munge-encode", daemon=True)
+    worker.start()
+    worker.join(max(timeout, 0.0))
+    if not done:
+        raise MungeError(f"cannot create a MUNGE credential: munged did not answer within "
+                         f"{timeout:.3g} s (is munged running?)")
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    return done[0]
 
 
 def decode(credential: str) -> Decoded:
