@@ -16,13 +16,13 @@ PYTEST_ARGS   ?=
 EXTRAS        ?=
 PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
 
-.PHONY: help deps shim install dev lint typecheck test test-unit test-slurm test-chroot \
+.PHONY: help deps shim install dev lint typecheck test test-unit test-hostile test-slurm test-chroot \
         test-cluster test-package demo lab-up lab-down cluster-up cluster-down bench man deb clean
 
 help:
 	@echo "make demo        real Slurm lab + a sbatch --qpu job and its output"
-	@echo "make test        every test tier (unit, lint, real Slurm, newer Slurm in a chroot,"
-	@echo "                 the docker cluster)"
+	@echo "make test        every test tier (unit, lint, the hostile-client tier, real Slurm,"
+	@echo "                 newer Slurm in a chroot, the docker cluster, the packages)"
 	@echo "make shim        build shim/spank_qpu.so and its Python half spank_qpu_python.so"
 	@echo "make install     plugin + venv into \$$(DESTDIR)\$$(PREFIX) (default /usr/local);"
 	@echo "                 EXTRAS=ibm,pasqal,emulator,qrmi adds job SDKs / the emulator"
@@ -114,6 +114,10 @@ lint: $(PY_DEV)
 test-unit: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator tests/broker $(PYTEST_ARGS)
 
+# the broker attacked as a hostile cluster user and network client would (tests/hostile)
+test-hostile: $(PY_DEV)
+	tools/pytest-strict $(PY_DEV) -m hostile tests/hostile $(PYTEST_ARGS)
+
 test-slurm: $(PY_DEV) shim
 	LAB=$(LAB)-test tools/pytest-strict $(PY_DEV) -m slurm --maxfail=5 tests/slurm $(PYTEST_ARGS)
 
@@ -131,7 +135,7 @@ test-cluster: $(PY_DEV) shim
 test-package: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) -m package tests/package $(PYTEST_ARGS)
 
-test: lint test-unit test-slurm test-chroot test-cluster test-package
+test: lint test-unit test-hostile test-slurm test-chroot test-cluster test-package
 
 lab-up: $(PY_DEV) shim
 	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))

@@ -4,6 +4,11 @@ A ``logging.Filter`` on the handlers rewrites each record before it is formatted
 configured secret value, and anything that looks like a bearer token or a slurm-qpu job
 token, becomes ``***``. Installed by the broker on its handlers and by the plugin on the
 Slurm handler, so a debug line that happens to print a header or a settings dict is safe.
+
+The broker's secrets change while it runs (its config is re-read when the file changes):
+its Redactor follows a ``source`` whose ``secrets`` is the set it currently knows, and
+rebuilds its list only when that set is another object, so an unchanged config costs
+each line one comparison.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 MASK = "***"
 # keys whose values are credentials, whatever the vendor (QRMI spellings; S3's secret is
@@ -34,18 +40,44 @@ def secrets_of(environment: Mapping[str, str]) -> set[str]:
     return {v for k, v in environment.items() if is_secret_key(k) and len(v) >= 4}
 
 
+class SecretSource(Protocol):
+    """Something that knows the secrets to mask now (the broker's ConfigSource): a new
+    frozenset object whenever they change."""
+
+    @property
+    def secrets(self) -> frozenset[str]: ...
+
+
 class Redactor:
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), source: SecretSource | None = None) -> None:
+        self.source = source
+        self._own: set[str] = set()
+        self._seen: frozenset[str] | None = None
         self.secrets: list[str] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
+        self._own.update(s for s in secrets if s)
+        self._rebuild(self._seen or frozenset())
+
+    def _rebuild(self, current: frozenset[str]) -> list[str]:
         # longest first, so a secret containing another is masked whole
-        self.secrets = sorted({*self.secrets, *(s for s in secrets if s)}, key=len,
-                              reverse=True)
+        ordered = sorted(self._own | current, key=len, reverse=True)
+        self.secrets = ordered  # before _seen: no thread sees the new set with the old list
+        self._seen = current
+        return ordered
+
+    def current(self) -> list[str]:
+        """The secrets to mask, following the source's."""
+        secrets = self.secrets
+        if self.source is not None:
+            current = self.source.secrets
+            if current is not self._seen:
+                secrets = self._rebuild(current)
+        return secrets
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
+        for secret in self.current():
             if secret in text:
                 text = text.replace(secret, MASK)
         text = PATTERNS[0].sub(lambda m: f"{m.group(1)} {MASK}", text)

@@ -169,7 +169,8 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     st = sub.add_parser("status", help="the QPUs: vendor status, queue, jobs holding them, "
-                                       "last error (asks the broker)")
+                                       "last error (asks the broker, with your MUNGE "
+                                       "credential)")
     st.add_argument("--broker", metavar="URL",
                     help="default: broker= of the slurm-qpu line in plugstack.conf")
     st.add_argument("--json", action="store_true",

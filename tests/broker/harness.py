@@ -15,7 +15,8 @@ import pytest
 
 from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.broker.journal import Journal
-from slurm_qpu.broker.server import Broker, Limits
+from slurm_qpu.broker.limits import Limits
+from slurm_qpu.broker.server import Broker
 from slurm_qpu.broker.service import ConfigSource, LeaseService
 from slurm_qpu.vendor.munge import Decoded, MungeError
 
@@ -26,10 +27,14 @@ def fake_credential(payload: bytes, uid: int = 0) -> str:
 
 
 def fake_decode(credential: str) -> Decoded:
-    if not credential.startswith("FAKE:"):
-        raise MungeError("MUNGE credential refused: Invalid credential format")
-    data = json.loads(base64.b64decode(credential[5:]))
-    return Decoded(data["uid"], data["uid"], data["payload"].encode())
+    """As munge.decode: a credential, or MungeError for anything that is not one."""
+    try:
+        if not credential.startswith("FAKE:"):
+            raise ValueError
+        data = json.loads(base64.b64decode(credential[5:]))
+        return Decoded(data["uid"], data["uid"], data["payload"].encode())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise MungeError("MUNGE credential refused: Invalid credential format") from None
 
 
 @dataclass
@@ -106,17 +111,7 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
 def _start(broker: Broker, port: int) -> str:
     """Broker.start, with a short poll interval: stopping then takes milliseconds, not the
     standard library's half second (many brokers start and stop in this tier)."""
-    import threading
-    from http.server import ThreadingHTTPServer
-
-    from slurm_qpu.broker.server import _handler_class
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(broker))
-    server.daemon_threads = True
-    broker._server = server
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                     name="broker-http", daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    return broker.start("127.0.0.1", port, poll_interval=0.02)
 
 
 def set_job_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from slurm_qpu.broker.availability import Availability, Reservations
@@ -199,12 +198,12 @@ def test_status_without_a_broker_says_how_to_point_at_one(
 def test_the_broker_serves_the_status_of_every_qpu(emulator: Any, start_broker: Any) -> None:
     b = start_broker(emulator.qrmi_config()["resources"])
     assert b.acquire(7, "ibm_manila")["state"] == "acquired"
-    rows = {r["name"]: r for r in httpx.get(b.url + "/v1/status").json()}
+    rows = {r["name"]: r for r in b.node(uid=1000).call("GET", "/v1/status")}
     assert set(rows) == {r["name"] for r in emulator.qrmi_config()["resources"]}
     assert rows["ibm_manila"]["jobs"] == [7] and rows["ibm_brisbane"]["jobs"] == []
     assert rows["ibm_manila"]["state"] == "unchecked"  # no watcher in this broker
     b.service.availability = Availability(b.service.config.get, b.service.factory)
     b.service.availability.check()
-    rows = {r["name"]: r for r in httpx.get(b.url + "/v1/status").json()}
+    rows = {r["name"]: r for r in b.node(uid=1000).call("GET", "/v1/status")}
     assert rows["ibm_manila"]["state"] == "online"
     assert isinstance(rows["ibm_manila"]["queue_depth"], int)

@@ -105,8 +105,8 @@ def test_log_format_json_puts_the_job_id_on_every_line_of_a_request(
     from slurm_qpu.broker.cli import _logging
     from slurm_qpu.broker.service import AcquireRequest
 
-    _logging("info", None, {"k-123456"}, "json")
     service = lease_service(tmp_path, sim_resources(tmp_path / "ledger.jsonl"))
+    _logging("info", None, service.config, "json")
     service.acquire(AcquireRequest(6, user="bob", uid=1001, qpus="sim_a", time_limit=60))
     service.release(6)
     lines = [json.loads(raw) for raw in capsys.readouterr().err.splitlines()]

@@ -10,36 +10,38 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
 import botocore.httpchecksum
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from harness import BrokerUnderTest, StartBroker, set_job_environment
+from harness import StartBroker, set_job_environment
+from qs_harness import (
+    BUCKET,
+    QPU,
+    REGION,
+    SAMPLER,
+    Job,
+    P,
+    job_boto3,
+    qs_job,
+    qs_settings,
+    s3_client,
+    s3_error,
+    site_boto3,
+)
 
 from slurm_qpu import client
 from slurm_qpu.broker import s3proxy
-from slurm_qpu.broker.server import Limits
+from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.views import IbmQuantumSystemView
 from slurm_qpu.emulator import Emulator, Fault
 from slurm_qpu.resources.base import QiskitPrimitive, TaskStatus
 from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError
 from slurm_qpu.vendor.s3 import S3Client, S3Credentials, authorization, presign
-
-QPU = "ibm_kawasaki"
-P = f"{QPU}_QRMI_IBM_QS_"
-BUCKET = "qpu-jobs"
-REGION = "us-east-1"
-# ISA for kawasaki (basis ecr, id, rz, sx, x): H on qubit 0, X on qubit 1
-QASM = ('OPENQASM 3.0; include "stdgates.inc"; bit[2] meas; rz(pi/2) $0; sx $0; rz(pi/2) $0; '
-        "x $1; meas[0] = measure $0; meas[1] = measure $1;")
-SAMPLER = {"pubs": [[QASM, None, 64]], "version": 2, "support_qiskit": False}
 
 
 @pytest.fixture
@@ -48,66 +50,14 @@ def site(emulator: Emulator) -> list[dict[str, Any]]:
     return copy.deepcopy(emulator.qrmi_config()["resources"])
 
 
-def qs_settings(site: list[dict[str, Any]]) -> dict[str, str]:
-    entry: dict[str, str] = next(r for r in site if r["name"] == QPU)["environment"]
-    return entry
-
-
-@dataclass
-class Job:
-    broker: BrokerUnderTest
-    env: dict[str, str]
-    job_id: int
-
-    @property
-    def credentials(self) -> S3Credentials:
-        return S3Credentials(self.env[P + "AWS_ACCESS_KEY_ID"],
-                             self.env[P + "AWS_SECRET_ACCESS_KEY"])
-
-    @property
-    def s3_endpoint(self) -> str:
-        return self.env[P + "S3_ENDPOINT"]
-
-    def proxy(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        token = self.env[P + "IAM_APIKEY"]
-        return httpx.request(method, self.env[P + "ENDPOINT"] + path,
-                             headers={"Authorization": f"Bearer {token}"}, **kwargs)
-
-
 def start_job(start_broker: StartBroker, site: list[dict[str, Any]], job_id: int = 21,
               **kw: Any) -> Job:
-    broker = start_broker(site, **kw)
-    lease = broker.acquire(job_id, QPU)
-    assert lease["state"] == "acquired", lease
-    return Job(broker, lease["env"], job_id)
+    return qs_job(start_broker(site, **kw), job_id)
 
 
 @pytest.fixture
 def job(start_broker: StartBroker, site: list[dict[str, Any]]) -> Job:
     return start_job(start_broker, site)
-
-
-def s3_client(endpoint: str, access_key: str, secret: str, region: str = REGION) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret, region_name=region,
-                        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                                      retries={"mode": "standard", "total_max_attempts": 1}))
-
-
-def job_boto3(job: Job, **overrides: str) -> Any:
-    keys = {"access_key": job.credentials.access_key_id,
-            "secret": job.credentials.secret_access_key, **overrides}
-    return s3_client(job.s3_endpoint, **keys)
-
-
-def site_boto3(emulator: Emulator) -> Any:
-    c = emulator.config
-    return s3_client(emulator.url, c.s3_access_key, c.s3_secret_key, c.s3_region)
-
-
-def s3_error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
-    error = exc.value.response["Error"]
-    return str(error["Code"]), str(error["Message"])
 
 
 def vendor_job(emulator: Emulator, task: str) -> dict[str, Any]:
@@ -196,11 +146,12 @@ def test_slurm_qpu_task_runs_to_results_through_the_broker(emulator: Emulator,
     storage = vendor_job(emulator, task)["storage"]
     for part in ("input", "results", "logs"):
         url = storage[part]["presigned_url"]
-        assert url.startswith(f"{emulator.url}/{BUCKET}/{part}_{task}.json?"), url
+        assert url.startswith(f"{emulator.url}/{BUCKET}/{job.stored(part)}_{task}.json?"), url
         assert f"X-Amz-Credential={emulator.config.s3_access_key}%2F" in url
     # the job sees the vendor's job without the signatures of those URLs
     seen = job.proxy("GET", f"/v1/jobs/{task}").json()["storage"]
-    assert seen["input"]["presigned_url"] == f"{emulator.url}/{BUCKET}/input_{task}.json"
+    assert seen["input"]["presigned_url"] == \
+        f"{emulator.url}/{BUCKET}/{job.stored('input')}_{task}.json"
     listed = job.proxy("GET", "/v1/jobs").json()["jobs"]
     assert [j["id"] for j in listed] == [task]
     assert "?" not in listed[0]["storage"]["results"]["presigned_url"]
@@ -215,7 +166,7 @@ def test_the_vendor_reaches_the_store_at_s3_endpoint_for_qsapi(
     qpu, task = run_task(job.env)
     assert qpu.task_status(task) is TaskStatus.COMPLETED  # fetched and stored over HTTP
     url = vendor_job(emulator, task)["storage"]["input"]["presigned_url"]
-    assert url.startswith(f"{elsewhere}/{BUCKET}/input_{task}.json?")
+    assert url.startswith(f"{elsewhere}/{BUCKET}/{job.stored('input')}_{task}.json?")
     assert f"X-Amz-Credential={emulator.config.s3_access_key}%2F" in url
 
 
@@ -252,12 +203,13 @@ def test_boto3_with_the_jobs_credentials_uses_the_bucket_through_the_proxy(
     assert s3.head_object(Bucket=BUCKET, Key="mine/a b.json")["ContentLength"] == 8
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="mine/")
     assert [o["Key"] for o in listed["Contents"]] == ["mine/a b.json"]
-    # it is in the site's store, written with the site's key
+    # it is in the site's store, under the lease's prefix, written with the site's key
     site = site_boto3(emulator)
-    assert site.get_object(Bucket=BUCKET, Key="mine/a b.json")["Body"].read() == b'{"a": 1}'
+    assert site.get_object(Bucket=BUCKET, Key=job.stored("mine/a b.json"))["Body"].read() \
+        == b'{"a": 1}'
     s3.delete_object(Bucket=BUCKET, Key="mine/a b.json")
     with pytest.raises(ClientError) as exc:
-        site.head_object(Bucket=BUCKET, Key="mine/a b.json")
+        site.head_object(Bucket=BUCKET, Key=job.stored("mine/a b.json"))
     assert s3_error(exc)[0] == "404"
 
 
@@ -279,7 +231,8 @@ def test_another_bucket_and_the_bucket_itself_are_refused(emulator: Emulator,
                                 "not available to jobs")
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=BUCKET, Key="k", Body=b"x", ACL="public-read")
-    assert s3_error(exc)[1] == "access rights (ACLs) are not available to jobs"
+    assert s3_error(exc)[1] == ("access rights (ACLs) are not available to jobs (S3 header "
+                                "x-amz-acl)")
     with pytest.raises(ClientError) as exc:
         site_boto3(emulator).head_object(Bucket=BUCKET, Key="k")
     assert s3_error(exc)[0] == "404"  # nothing reached the store
@@ -301,8 +254,8 @@ def test_an_unknown_access_key_is_refused(emulator: Emulator, job: Job) -> None:
     with pytest.raises(ClientError) as exc:  # the site's own keys are no use at the broker
         job_boto3(job, access_key=c.s3_access_key, secret=c.s3_secret_key).get_object(
             Bucket=BUCKET, Key="k")
-    assert s3_error(exc) == ("InvalidAccessKeyId",
-                             f"S3 access key {c.s3_access_key} is not a slurm-qpu job's")
+    # (the site's key id is one of the config's secrets: the answer masks it)
+    assert s3_error(exc) == ("InvalidAccessKeyId", "S3 access key *** is not a slurm-qpu job's")
     with pytest.raises(ClientError) as exc:  # a job that never was
         job_boto3(job, access_key="sqpu-s3-999-1").get_object(Bucket=BUCKET, Key="k")
     assert s3_error(exc)[1] == "S3 access key sqpu-s3-999-1 is not a slurm-qpu job's"
@@ -391,7 +344,8 @@ def test_boto3_aws_chunked_upload_streams_through_the_proxy(
     data = bytes(range(256)) * 400
     job_boto3(job).upload_fileobj(io.BytesIO(data), BUCKET, "big.bin")
     monkeypatch.undo()
-    assert site_boto3(emulator).get_object(Bucket=BUCKET, Key="big.bin")["Body"].read() == data
+    assert site_boto3(emulator).get_object(Bucket=BUCKET, Key=job.stored("big.bin"))[
+        "Body"].read() == data
     put = [r for r in emulator.requests() if r.method == "PUT" and r.path.endswith("big.bin")]
     assert put[-1].headers["x-amz-content-sha256"] == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 
@@ -425,7 +379,8 @@ def test_a_chunk_signed_upload_is_signed_again_for_the_store(emulator: Emulator,
                                                              job: Job) -> None:
     answer = signed_chunks(job, "chunked.txt", [b"hello " * 2000, b"world"])
     assert answer.status_code == 200, answer.text
-    got = site_boto3(emulator).get_object(Bucket=BUCKET, Key="chunked.txt")["Body"].read()
+    got = site_boto3(emulator).get_object(Bucket=BUCKET, Key=job.stored("chunked.txt"))[
+        "Body"].read()
     assert got == b"hello " * 2000 + b"world"
     tampered = signed_chunks(job, "tampered.txt", [b"hello"], tamper=True)
     assert tampered.status_code == 403
@@ -452,7 +407,7 @@ def test_store_failures_and_limits_answer_in_s3_xml(
         s3.put_object(Bucket=BUCKET, Key="big", Body=b"x" * 101)
     assert s3_error(exc) == ("EntityTooLarge", "request body of 101 bytes is over the "
                                                "broker's limit of 100 bytes")
-    emulator.inject(Fault(path="/qpu-jobs/slow", delay=1.0, count=1))
+    emulator.inject(Fault(path=f"/qpu-jobs/{job.stored('slow')}", delay=1.0, count=1))
     try:
         with pytest.raises(ClientError) as exc:
             s3.get_object(Bucket=BUCKET, Key="slow")

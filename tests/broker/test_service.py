@@ -154,6 +154,27 @@ def test_a_new_qpu_in_the_config_is_seen_without_a_restart(tmp_path: Path, ledge
     assert service.acquire(ask(5, "sim_c")).lease.state is State.ACQUIRED
 
 
+def test_the_config_source_knows_the_secrets_of_every_config_it_loaded(
+        tmp_path: Path, ledger: Path) -> None:
+    from slurm_qpu.broker.service import ConfigSource
+
+    path = tmp_path / "qrmi_config.json"
+    write_config(path, sim_resources(ledger, sim_a={"API_KEY": "first-key"}))
+    source = ConfigSource(path)
+    assert source.secrets == frozenset()  # nothing loaded yet
+    source.get()
+    known = source.secrets
+    assert known == {"first-key"}
+    source.get()
+    write_config(path, sim_resources(ledger, sim_a={"API_KEY": "first-key", "NUM_QUBITS": "7"}))
+    source.get()
+    assert source.secrets is known  # reloaded, no new secret: the redactors rebuild nothing
+    write_config(path, sim_resources(ledger, sim_b={"API_KEY": "added-key"}))
+    source.get()
+    # a replaced or removed QPU's key stays masked: it may still be valid at the vendor
+    assert source.secrets == {"first-key", "added-key"}
+
+
 def test_the_time_limit_comes_from_squeue_when_the_prolog_does_not_send_it(
         tmp_path: Path, ledger: Path) -> None:
     clock = Clock()

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from harness import StartBroker, bearer, write_config
 
-from slurm_qpu.broker.server import Limits, Refused, decoded_answer
+from slurm_qpu.broker.limits import Limits
+from slurm_qpu.broker.server import Refused, decoded_answer
 from slurm_qpu.broker.upstream import Pool, UpstreamError, request_target
 from slurm_qpu.emulator import Emulator, Fault
 

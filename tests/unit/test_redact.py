@@ -43,6 +43,34 @@ def test_configured_secrets_are_masked_longest_first() -> None:
     assert redact("a late-one") == f"a {MASK}"
 
 
+class Secrets:
+    """A secret source, as the broker's ConfigSource is one: a new set on each change."""
+
+    def __init__(self, *secrets: str) -> None:
+        self.secrets = frozenset(secrets)
+
+
+def test_a_redactor_follows_the_secrets_its_source_knows_now() -> None:
+    source = Secrets("first-key")
+    redact = Redactor(["own-secret"], source=source)
+    assert redact("first-key own-secret added-key") == f"{MASK} {MASK} added-key"
+    source.secrets = source.secrets | {"added-key"}  # a config reload brought a QPU
+    assert redact("first-key own-secret added-key") == f"{MASK} {MASK} {MASK}"
+
+
+def test_a_redactor_rebuilds_its_list_only_when_the_source_changes() -> None:
+    source = Secrets("key-one", "key-two")
+    redact = Redactor(source=source)
+    redact("x")
+    built = redact.secrets
+    for _ in range(3):
+        redact("a line")
+    assert redact.secrets is built  # the same set: nothing sorted again
+    source.secrets = frozenset({"key-one", "key-two", "key-three"})
+    redact("x")
+    assert redact.secrets is not built and "key-three" in redact.secrets
+
+
 @pytest.mark.parametrize("line,expected", [
     ("Authorization: Bearer eyJhbGciOi.abc.def", f"Authorization: Bearer {MASK}"),
     ("authorization: basic dXNlcjpwYXNz", f"authorization: basic {MASK}"),

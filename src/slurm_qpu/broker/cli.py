@@ -12,7 +12,10 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slurm_qpu.redact import SecretSource
 
 DEFAULT_CONFIG = "/etc/slurm/qrmi_config.json"
 DEFAULT_JOURNAL = "/var/lib/slurm-qpu-broker/journal.sqlite"
@@ -29,6 +32,9 @@ to start otherwise."""
 
 
 def add_parser(sub: Any) -> None:
+    from slurm_qpu.broker.limits import Limits
+
+    defaults = Limits()
     p = sub.add_parser("broker", help="run the credential broker and proxy (admins)",
                        description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,12 +72,48 @@ def add_parser(sub: Any) -> None:
                    help="scontrol command for the reservations (default %(default)s)")
     p.add_argument("--squeue", default="squeue", metavar="PATH",
                    help="squeue command the reaper runs (default %(default)s)")
-    p.add_argument("--max-body", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+    p.add_argument("--max-body", type=int, default=defaults.max_body, metavar="BYTES",
                    help="largest request or answer body a job may move (default 64 MiB)")
-    p.add_argument("--rate-limit", type=float, default=50.0, metavar="N",
+    p.add_argument("--rate-limit", type=float, default=defaults.rate, metavar="N",
                    help="requests per second per job (default %(default)s)")
-    p.add_argument("--burst", type=int, default=200, metavar="N",
+    p.add_argument("--burst", type=int, default=defaults.burst, metavar="N",
                    help="requests a job may make at once above its rate (default %(default)s)")
+    limits = p.add_argument_group(
+        "what one client may cost the broker",
+        "Bounds that keep a job, or any client reaching the port, from making the broker "
+        "slow, big or dead for the others (docs/security.md)")
+    limits.add_argument("--max-checked-body", type=int, default=defaults.max_parsed,
+                        metavar="BYTES", help="largest job creation request (a body the "
+                        "broker reads and checks, after gzip) (default 8 MiB)")
+    limits.add_argument("--max-buffered", type=int, default=defaults.buffered,
+                        metavar="BYTES", help="bytes the broker holds in memory for all "
+                        "requests at once (bodies, parsed JSON counted at what parsing "
+                        "costs); past it: 503 and Retry-After (default 256 MiB)")
+    limits.add_argument("--max-in-flight", type=int, default=defaults.in_flight, metavar="N",
+                        help="requests of one job served at once (default %(default)s)")
+    limits.add_argument("--max-connections", type=int, default=defaults.connections, metavar="N",
+                        help="connections open at once; keep well below the unit's "
+                        "LimitNOFILE (default %(default)s)")
+    limits.add_argument("--max-connections-per-client", type=int,
+                        default=defaults.per_client, metavar="N",
+                        help="connections open at once from one address (default "
+                        "%(default)s)")
+    limits.add_argument("--idle-timeout", type=float, default=defaults.idle_seconds, metavar="S",
+                        help="seconds a connection may wait for its next request, and any "
+                        "read or write may wait (default %(default)s)")
+    limits.add_argument("--header-timeout", type=float, default=defaults.header_seconds,
+                        metavar="S",
+                        help="seconds a request line and headers may take to arrive "
+                        "(default %(default)s)")
+    limits.add_argument("--body-timeout", type=float, default=defaults.body_seconds, metavar="S",
+                        help="seconds a request body may take to arrive (default "
+                        "%(default)s)")
+    limits.add_argument("--auth-failures", type=float, default=defaults.auth_failures, metavar="N",
+                        help="failed authentications per second one address may sustain "
+                        "before it must wait (default %(default)s)")
+    limits.add_argument("--auth-failures-burst", type=int, default=defaults.auth_burst, metavar="N",
+                        help="failed authentications one address may have at once "
+                        "(default %(default)s)")
     p.add_argument("--node-uid", type=int, action="append", default=[], metavar="UID",
                    help="uid besides root that may acquire and release (the SlurmUser, if "
                         "prologs run as it); repeatable")
@@ -106,12 +148,14 @@ def _prepare_journal_dir(path: Path) -> None:
         os.chmod(path.parent, mode & 0o700)
 
 
-def _logging(level: str, audit_log: str | None, secrets: set[str],
+def _logging(level: str, audit_log: str | None, secrets: SecretSource,
              log_format: str = "text") -> None:
+    """The broker's log (and audit log) handlers, masking in each line the secrets
+    ``secrets`` (the ConfigSource) knows at that time: those of QPUs a reload added too."""
     from slurm_qpu.log import JsonFormatter
     from slurm_qpu.redact import Redactor, install
 
-    redactor = Redactor(secrets)
+    redactor = Redactor(source=secrets)
     fmt = JsonFormatter("broker") if log_format == "json" else \
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler = logging.StreamHandler(sys.stderr)
@@ -136,11 +180,11 @@ def _logging(level: str, audit_log: str | None, secrets: set[str],
 def main(args: argparse.Namespace) -> int:
     from slurm_qpu.broker.availability import Availability, Reservations
     from slurm_qpu.broker.journal import Journal, JournalError
-    from slurm_qpu.broker.server import Broker, Limits
+    from slurm_qpu.broker.limits import Limits
+    from slurm_qpu.broker.server import Broker
     from slurm_qpu.broker.service import ConfigSource, LeaseService
     from slurm_qpu.config import ConfigError
-    from slurm_qpu.redact import secrets_of
-    from slurm_qpu.slurmcli import Squeue
+    from slurm_qpu.slurmcli import Scontrol, Squeue
 
     prog = "slurm-qpu broker"
     config_path = Path(args.config)
@@ -149,8 +193,7 @@ def main(args: argparse.Namespace) -> int:
             check_secret_file(config_path)
         config = ConfigSource(config_path)
         resources = config.get().resources
-        secrets = set().union(*(secrets_of(r.effective_environment()) for r in resources))
-        _logging(args.log_level, args.audit_log, secrets, args.log_format)
+        _logging(args.log_level, args.audit_log, config, args.log_format)
         journal_path = Path(args.journal)
         _prepare_journal_dir(journal_path)
         journal = Journal(journal_path, synchronous=args.journal_sync.upper())
@@ -162,10 +205,16 @@ def main(args: argparse.Namespace) -> int:
         return 1
     log = logging.getLogger("slurm_qpu.broker")
     public = (args.public_url or f"http://{socket.getfqdn()}:{args.port}").rstrip("/")
-    service = LeaseService(journal, config, public_url=public, squeue=Squeue(args.squeue))
+    service = LeaseService(journal, config, public_url=public, squeue=Squeue(args.squeue),
+                           licenses=Scontrol(args.scontrol).licenses)
     service.recover()
-    broker = Broker(service, Limits(max_body=args.max_body, rate=args.rate_limit,
-                                    burst=args.burst),
+    broker = Broker(service, Limits(
+        max_body=args.max_body, rate=args.rate_limit, burst=args.burst,
+        max_parsed=args.max_checked_body, buffered=args.max_buffered,
+        in_flight=args.max_in_flight, connections=args.max_connections,
+        per_client=args.max_connections_per_client, idle_seconds=args.idle_timeout,
+        header_seconds=args.header_timeout, body_seconds=args.body_timeout,
+        auth_failures=args.auth_failures, auth_burst=args.auth_failures_burst),
                     node_uids=frozenset({0, *args.node_uid}))
     stop = threading.Event()
 

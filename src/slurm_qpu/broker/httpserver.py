@@ -1,4 +1,5 @@
-"""The broker's HTTP server: ThreadingHTTPServer, tuned for bursts of short connections.
+"""The broker's HTTP server: ThreadingHTTPServer, tuned for bursts of short connections and
+hardened against clients that are not on our side.
 
 Every prolog and epilog is a new process with a new connection, so a cluster starting a
 hundred jobs at once sends a hundred connections at once. Two things of the standard
@@ -10,15 +11,43 @@ library's server cost them (BENCHMARKS.md, item 3):
   interpreter. Here a thread that has served its connection waits a while for the next
   one instead of exiting. There is still one thread per open connection, as before (a
   bounded pool would let a job's idle keep-alive connections starve the prologs).
+
+Anyone who reaches the port can open connections, so what one client can cost the broker is
+bounded here, before any route runs (``ConnectionLimits``):
+
+* connections: at most ``connections`` open at once and ``per_client`` from one address;
+  past either, the client gets a 503 at once and the connection is closed (the descriptors
+  the broker may use are ``LimitNOFILE`` of its unit, far above both);
+* time: the next request on a kept-alive connection must begin within ``idle_seconds``,
+  its request line and headers must arrive within ``header_seconds`` (a client dripping
+  one header byte at a time is cut off), its body within ``body_seconds`` with no read
+  waiting longer than ``idle_seconds``; a write to a client that does not read waits
+  ``idle_seconds`` at most;
+* size: request line and headers together at most ``header_bytes``;
+* framing (``RequestBody``): exactly one way of knowing where a body ends. A request with
+  both Content-Length and Transfer-Encoding, a Transfer-Encoding other than exactly
+  ``chunked``, several or malformed Content-Lengths, or a malformed chunk is refused and its
+  connection closed (behind a proxy that reuses connections, a body read differently by the
+  two would become the next job's request). Chunk sizes are checked against what is left
+  of the limit before a byte of the chunk is read, and read in bounded pieces. Whatever a
+  route did not read of a body is read and dropped, or the connection closed, before the
+  next request on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import queue
+import re
+import socket
 import threading
-from collections.abc import Callable
-from http.server import ThreadingHTTPServer
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from slurm_qpu.broker.limits import ConnectionLimits
 
 IDLE_SECONDS = 30.0  # how long a thread without a connection waits for one
 MAX_IDLE = 256  # threads kept waiting at most; more exit when their connection ends
@@ -85,16 +114,303 @@ class ThreadCache:
         return self._idle
 
 
+class Refused(Exception):
+    """Answer the request with ``status`` and ``message`` (and nothing reaches a vendor);
+    ``close``: the connection cannot be used again (where the body ends is not known)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None,
+                 close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+        self.close = close
+
+
+class TimedReader:
+    """A connection's input, every read bounded by a deadline (and by ``idle`` seconds):
+    the socket's timeout is set to what is left before each read that may wait. Also
+    counts the bytes read while ``budget`` is set (the request line and headers)."""
+
+    def __init__(self, raw: Any, sock: socket.socket, idle: float) -> None:
+        self.raw = raw
+        self.sock = sock
+        self.idle = idle
+        self.deadline = time.monotonic() + idle
+        self.budget: int | None = None
+
+    def until(self, seconds: float) -> None:
+        """The next reads, together, may wait ``seconds`` at most."""
+        self.deadline = time.monotonic() + seconds
+
+    def _arm(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError  # the connection is closed, nobody is told
+        self.sock.settimeout(min(left, self.idle))
+
+    def _count(self, data: bytes) -> bytes:
+        if self.budget is not None:
+            self.budget -= len(data)
+            if self.budget < 0:
+                raise HeadersTooLarge
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        self._arm()
+        return self._count(self.raw.readline(limit))
+
+    def read(self, n: int = -1) -> bytes:
+        self._arm()
+        return bytes(self._count(self.raw.read(n)))
+
+    def read1(self, n: int = -1) -> bytes:
+        self._arm()
+        return bytes(self._count(self.raw.read1(n)))
+
+    def peek(self, n: int = 1) -> bytes:
+        self._arm()
+        return bytes(self.raw.peek(n))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class HeadersTooLarge(Exception):
+    """The request line and headers are over ConnectionLimits.header_bytes."""
+
+
+CHUNK = 256 * 1024  # bytes of a request body read (and forwarded) at a time
+# a body a route did not read is read and dropped, up to this many bytes arriving within
+# this many seconds (a client that sends its body sends it at once); otherwise the
+# connection is closed
+DRAIN_MAX = 64 * 1024
+DRAIN_SECONDS = 1.0
+MAX_CHUNK_LINE = 4096  # a chunk's size line, with any extension
+MAX_TRAILERS = 32
+_HEX = re.compile(rb"^[0-9A-Fa-f]{1,15}$")
+_DIGITS = re.compile(r"^[0-9]{1,18}$")
+_OWS = " \t"  # what may surround a field's value (str.strip() would also take \v, \f, ...)
+
+
+class RequestBody:
+    """A request's body, framed strictly (see the module's docstring) and read with limits.
+
+    ``framing()`` is checked for every request before any route runs."""
+
+    def __init__(self, headers: Any, rfile: Any) -> None:
+        self.headers = headers
+        self.rfile = rfile
+        self.read_bytes = 0
+        self.done = False  # the whole body has been read
+        self.begun = False  # some of it has been read (or its first chunk line)
+        self.length, self.chunked = self._framing()
+        if not self.chunked and not self.length:
+            self.done = True
+
+    def _framing(self) -> tuple[int | None, bool]:
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if codings and lengths:
+            raise Refused(400, "a request may not have both Content-Length and "
+                               "Transfer-Encoding", close=True)
+        if codings:
+            if len(codings) != 1 or codings[0].strip(_OWS).lower() != "chunked":
+                raise Refused(501, "Transfer-Encoding must be exactly 'chunked' (no other "
+                                   "transfer coding is supported)", close=True)
+            return None, True
+        if not lengths:
+            return None, False
+        if len(lengths) != 1 or not _DIGITS.match(lengths[0].strip(_OWS)):
+            raise Refused(400, "Content-Length must be given once, as a decimal number",
+                          close=True)
+        return int(lengths[0].strip(_OWS)), False
+
+    def over(self, limit: int, size: int | None = None) -> Refused:
+        said = f"of {size} bytes " if size is not None else ""
+        return Refused(413, f"request body {said}is over the broker's limit of {limit} "
+                            "bytes", close=not self.done)
+
+    def stream(self, limit: int) -> Iterator[bytes]:
+        """The body as it arrives, refused (413) before a byte past ``limit`` is read."""
+        if self.length is not None and self.length > limit:
+            raise self.over(limit, self.length)
+        if self.done:
+            return
+        self.begun = True
+        if self.chunked:
+            yield from self._chunks(limit)
+            return
+        left = (self.length or 0) - self.read_bytes
+        while left > 0:
+            # what one read of the socket gives: passed on without waiting for a block
+            # to fill (a 1 MiB body reaches the vendor as it arrives)
+            data = self.rfile.read1(min(CHUNK, left))
+            if not data:
+                raise Refused(400, "the connection ended inside the request body",
+                              close=True)
+            left -= len(data)
+            self.read_bytes += len(data)
+            yield data
+        self.done = True
+
+    def _line(self) -> bytes:
+        line: bytes = self.rfile.readline(MAX_CHUNK_LINE + 1)
+        if not line.endswith(b"\n") or len(line) > MAX_CHUNK_LINE:
+            raise Refused(400, "malformed chunked body (a chunk line is too long or cut "
+                               "off)", close=True)
+        return line.rstrip(b"\r\n")
+
+    def _chunks(self, limit: int) -> Iterator[bytes]:
+        while True:
+            size_text = self._line().split(b";", 1)[0].strip()
+            if not _HEX.match(size_text):
+                raise Refused(400, "malformed chunked body (a chunk size is not a "
+                                   "hexadecimal number)", close=True)
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            if self.read_bytes + size > limit:
+                raise self.over(limit)
+            while size > 0:
+                data = self.rfile.read(min(CHUNK, size))
+                if not data:
+                    raise Refused(400, "the connection ended inside a chunk", close=True)
+                size -= len(data)
+                self.read_bytes += len(data)
+                yield data
+            if self.rfile.read(2) != b"\r\n":
+                raise Refused(400, "malformed chunked body (a chunk is longer than its "
+                                   "size)", close=True)
+        for _ in range(MAX_TRAILERS):  # trailer fields, then the empty line
+            if not self._line():
+                self.done = True
+                return
+        raise Refused(400, "malformed chunked body (too many trailer fields)", close=True)
+
+    def read(self, limit: int) -> bytes:
+        return b"".join(self.stream(limit))
+
+    def finish(self) -> bool:
+        """Read and drop what a route left of the body, when it is small: whether the
+        connection may serve another request."""
+        if self.done:
+            return True
+        if self.chunked and self.begun:
+            return False  # stopped somewhere inside a chunk: where, is not known here
+        if self.length is not None and self.length - self.read_bytes > DRAIN_MAX:
+            return False
+        if isinstance(self.rfile, TimedReader):
+            self.rfile.until(DRAIN_SECONDS)
+        try:
+            for _ in self.stream(self.read_bytes + DRAIN_MAX):
+                pass
+        except (Refused, OSError):  # TimeoutError included
+            return False
+        return self.done
+
+
+def busy_answer(message: str) -> bytes:
+    """A whole 503 answer, written before any request was read (connection limits)."""
+    body = json.dumps({"status": "error", "code": 503, "message": message,
+                       "detail": message, "errors": [{"message": message, "code": 503}]})
+    return ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            f"{body}").encode()
+
+
+class BrokerRequestHandler(BaseHTTPRequestHandler):
+    """BaseHTTPRequestHandler with the time and size limits of ConnectionLimits."""
+
+    protocol_version = "HTTP/1.1"
+    limits = ConnectionLimits()
+    rfile: Any
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = TimedReader(self.rfile, self.connection, self.limits.idle_seconds)
+
+    def handle_one_request(self) -> None:
+        reader: TimedReader = self.rfile
+        reader.budget = None
+        try:
+            reader.until(self.limits.idle_seconds)
+            if not reader.peek(1):  # the client closed its idle connection
+                self.close_connection = True
+                return
+            reader.until(self.limits.header_seconds)
+            reader.budget = self.limits.header_bytes
+            super().handle_one_request()
+        except TimeoutError:
+            self.close_connection = True
+        except HeadersTooLarge:
+            reader.budget = None
+            self.close_connection = True
+            # (parse_request may not have run: what send_error needs)
+            self.request_version = "HTTP/1.1"
+            self.requestline = self.command = ""
+            with contextlib.suppress(OSError):
+                self.send_error(431, "request line and headers are over the broker's "
+                                     f"limit of {self.limits.header_bytes} bytes")
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.rfile.budget = None  # the headers are in: the body has limits of its own
+        if ok:
+            self.rfile.until(self.limits.body_seconds)
+        return ok
+
+
 class BrokerHTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a connection left open never keeps the broker from stopping
     request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, address: Any, handler: type[BaseHTTPRequestHandler],
+                 limits: ConnectionLimits | None = None) -> None:
+        super().__init__(address, handler)
+        self.limits = limits or ConnectionLimits()
         self.threads = ThreadCache(self.process_request_thread)
+        self._open: dict[str, int] = {}
+        self._total = 0
+        self._count_lock = threading.Lock()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Count the connection in, or answer 503 and close it: over the limits, a new
+        connection costs the broker one non-blocking write."""
+        host = str(client_address[0]) if client_address else "-"
+        with self._count_lock:
+            if self._total >= self.limits.connections:
+                why = f"the broker has {self._total} connections open, its limit"
+            elif self._open.get(host, 0) >= self.limits.per_client:
+                why = (f"{self.limits.per_client} connections are open from {host}, the "
+                       "limit per client")
+            else:
+                self._total += 1
+                self._open[host] = self._open.get(host, 0) + 1
+                return True
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(busy_answer(f"{why}; try again shortly"))
+        return False
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.threads.submit(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            host = str(client_address[0]) if client_address else "-"
+            with self._count_lock:
+                self._total -= 1
+                left = self._open.get(host, 1) - 1
+                if left > 0:
+                    self._open[host] = left
+                else:
+                    self._open.pop(host, None)
+
+    def open_connections(self) -> int:
+        return self._total
 
     def server_close(self) -> None:
         super().server_close()

@@ -10,6 +10,19 @@ mode a job gets S3 settings that point at the broker (``<proxy>/s3``, path-style
   over the lease and its random salt. It is never stored (the broker derives it again for
   every request) and accepted only while the lease is acquired: it dies with the job.
 
+Every job of a QPU shares the site's bucket, so each lease has a key prefix of its own,
+``slurm-qpu/job-<job>.<generation>/``, and the bucket a job sees is that prefix: the broker
+puts the prefix in front of every key the job names (objects, listings, the presigned URLs
+it hands the service) and takes it off the keys in the store's answers. A job's program
+(qrmi writes ``input_<id>.json`` at the bucket's root) needs no change, and no key it can
+write, however encoded, names another job's object. What a job may do there is an
+allow-list (``place``): objects (get, head, put, delete, multipart uploads), listings
+(confined to its prefix) and a bucket's head; nothing else of the bucket, no other bucket.
+The headers and query sub-resources that reach the store are allow-lists too
+(``STORE_HEADERS``, ``OBJECT_QUERY``, ``LISTING_QUERY`` say why each is safe); any other
+``x-amz-*`` header is refused, so nothing the site's key signs can reach past the job's
+own objects (a copy source, an ACL, tags, retention, a website redirect, ...).
+
 A job's request, header-signed or a presigned URL, is checked against that secret and
 signed again with the site's credentials for the real store (header SigV4). The payload
 hash the job signed (``x-amz-content-sha256``) is passed on and signed again, so the store
@@ -20,8 +33,8 @@ the store at (``S3_ENDPOINT_FOR_QSAPI``, else ``S3_ENDPOINT``), expiring when th
 
 Not supported (refused with a message): SigV2, SigV4a, chunk-signed bodies with signed
 trailers (``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER``), presigned URLs that sign headers
-other than host. Everything here is pure (no I/O; the clock is an argument); the broker's
-server makes the requests.
+other than host, deleting several objects in one request (DeleteObjects). Everything here
+is pure (no I/O; the clock is an argument); the broker's server makes the requests.
 """
 
 from __future__ import annotations
@@ -30,10 +43,10 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import httpx
@@ -62,12 +75,62 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SECRET_LABEL = b"slurm-qpu job S3 secret access key"
 _AUTH_PARAMS = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
                           "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token"})
-# not passed on: the job's signature and connection, and what the new signature replaces
-_DROP = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "host",
-                   "content-length", "transfer-encoding", "connection", "keep-alive", "te",
-                   "trailer", "upgrade", "proxy-authorization", "proxy-authenticate",
-                   "expect", "cookie"})
 _SIGNED_PLAIN = frozenset({"host", "content-type", "content-md5", "range"})
+
+# The job's request headers that reach the store, and why each is safe: each describes the
+# job's own object or request, and none can name another object, bucket or account.
+STORE_HEADERS = frozenset({
+    # the object's own metadata, kept with it and given back on GET
+    "content-type", "content-encoding", "content-disposition", "content-language",
+    "cache-control", "expires",
+    # the body's integrity: the store refuses a body that does not match
+    "content-md5", "x-amz-sdk-checksum-algorithm", "x-amz-trailer",
+    "x-amz-decoded-content-length",  # the size of an aws-chunked body, checked by the store
+    # conditional and partial reads and writes of the object named by the path
+    "range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+})
+STORE_HEADER_PREFIXES = (
+    "x-amz-meta-",  # the object's user metadata
+    "x-amz-checksum-",  # an upload's checksums, and asking for them on download
+)
+# x-amz-* headers dropped without a word: the broker sets the first two itself for its own
+# signature, the token has no meaning for the site's key, the last names the SDK's version
+IGNORED_AMZ_HEADERS = frozenset({"x-amz-date", "x-amz-content-sha256",
+                                 "x-amz-security-token", "x-amz-user-agent"})
+# what the commonest refused headers ask for, in the refusal's words
+_REFUSED_HEADERS = (
+    ("x-amz-copy-source", "copying objects (the source can be another job's object or "
+                          "another bucket)"),
+    ("x-amz-acl", "access rights (ACLs)"), ("x-amz-grant-", "access rights (ACLs)"),
+    ("x-amz-tagging", "object tags"), ("x-amz-object-lock-", "retention and legal holds"),
+    ("x-amz-website-redirect-location", "website redirects"),
+    ("x-amz-server-side-encryption", "encryption settings"),
+    ("x-amz-storage-class", "storage classes"),
+)
+# query sub-resources of a request for an object, and why each is safe
+OBJECT_QUERY = frozenset({
+    "x-id",  # the operation's name, which newer AWS SDKs add; the store ignores it
+    "versionId",  # a version of the object named by the path
+    "uploads", "uploadId", "partNumber",  # a multipart upload of that object
+    "max-parts", "part-number-marker",  # listing the parts of such an upload
+    # the headers of the answer (GET): its form only
+    "response-content-type", "response-content-language", "response-expires",
+    "response-cache-control", "response-content-disposition", "response-content-encoding",
+})
+# query parameters of a listing (ListObjects, ListObjectsV2), and why each is safe: the
+# broker puts the job's prefix in front of the key-valued ones, so the listing stays inside
+LISTING_QUERY = frozenset({
+    "x-id", "list-type", "encoding-type", "fetch-owner", "max-keys",  # its form and size
+    "delimiter",  # grouping by a separator, inside the prefix
+    "continuation-token",  # the store's own token for the next page of this listing
+    "prefix", "start-after", "marker",  # keys: the lease's prefix goes in front of each
+})
+_PREFIXED_QUERY = ("prefix", "start-after", "marker")
+# elements of the store's answers whose value is a key the job may send back
+_KEY_ELEMENTS = ("Key", "Prefix", "StartAfter", "Marker", "NextMarker")
+
+
+AUTH_FAILURES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})  # counted per address
 
 
 class StorageRefused(Exception):
@@ -103,6 +166,14 @@ def lease_of(access_key: str) -> tuple[int, int] | None:
     """The (job id, generation) an access key id names, or None if it is not a job's."""
     m = ACCESS_KEY.match(access_key)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def lease_prefix(access_key: str) -> str:
+    """The key prefix of the lease an access key id names, in the site's bucket."""
+    ref = lease_of(access_key)
+    if ref is None:
+        raise ValueError("not a slurm-qpu job's access key id")
+    return f"slurm-qpu/job-{ref[0]}.{ref[1]}/"
 
 
 def job_credentials(job_token: str) -> S3Credentials:
@@ -301,9 +372,29 @@ def verify(signed: Signed, credentials: S3Credentials, now: datetime) -> None:
                          "(QRMI_IBM_QS_AWS_SECRET_ACCESS_KEY of the job's environment).")
 
 
-def check_access(method: str, bucket_and_key: str, store: Store) -> None:
-    """What a job may do in the store: anything with the objects of the configured bucket,
-    and listing it; nothing with other buckets, the bucket itself, or access rights."""
+@dataclass(frozen=True)
+class Place:
+    """Where a job's S3 request goes in the site's store."""
+
+    path: str  # below the store's endpoint: bucket, the lease's prefix, the job's key
+    query: list[tuple[str, str]]  # decoded, listings confined to the prefix
+    prefix: str  # the lease's, to take off the keys in the answer
+
+    def unprefixed(self, body: bytes) -> bytes:
+        """The store's answer as the job must see it: keys without the lease's prefix
+        (as sent, or URL-encoded for ``encoding-type=url``)."""
+        elements = "|".join(_KEY_ELEMENTS).encode()
+        for prefix in dict.fromkeys((self.prefix, quote(self.prefix, safe=""))):
+            pattern = re.compile(b"<(" + elements + b")>" + re.escape(prefix.encode()))
+            body = pattern.sub(rb"<\1>", body)
+        return body
+
+
+def place(method: str, bucket_and_key: str, query: Sequence[tuple[str, str]], store: Store,
+          prefix: str) -> Place:
+    """Where a job's request (path below its S3 route: ``<bucket>/<key>``, as sent) goes in
+    the site's store, or StorageRefused: the job may use its own objects (under the lease's
+    ``prefix`` of the configured bucket), list them and head the bucket, nothing else."""
     raw_bucket, _, key = bucket_and_key.partition("/")
     bucket = unquote(raw_bucket)
     # the storage URLs of a job's request never met the server's path checks
@@ -314,9 +405,47 @@ def check_access(method: str, bucket_and_key: str, store: Store) -> None:
                      f"bucket is {store.bucket}")
     if bucket != store.bucket:
         raise denied(f"this job may use the bucket {store.bucket} only, not {bucket}")
-    if not key and method not in ("GET", "HEAD", "POST"):
+    names = [name for name, _ in query]
+    if key:
+        allowed = OBJECT_QUERY
+        if method not in ("GET", "HEAD", "PUT", "DELETE", "POST") or (
+                method == "POST" and not {"uploads", "uploadId"} & set(names)):
+            raise denied(f"{method} on an object is not available to jobs through the broker")
+        pairs = list(query)
+    elif method == "GET":  # a listing: inside the lease's prefix only
+        allowed = LISTING_QUERY
+        given = dict(query)
+        pairs = [(k, v) for k, v in query if k not in _PREFIXED_QUERY]
+        pairs += [(k, prefix + given.get(k, "")) for k in _PREFIXED_QUERY
+                  if k == "prefix" or k in given]
+    elif method == "HEAD" and set(names) <= {"x-id"}:
+        allowed, pairs = OBJECT_QUERY, list(query)
+    elif method == "POST" and "delete" in names:
+        raise denied("deleting several objects in one request (DeleteObjects) is not "
+                     "available through the broker; delete them one by one")
+    else:
         raise denied(f"creating, deleting or configuring the bucket {bucket} is not "
                      "available to jobs")
+    for name in names:
+        if name not in allowed:
+            raise denied(f"the S3 sub-resource or parameter '{name}' is not available to jobs "
+                         "through the broker")
+    return Place(f"{raw_bucket}/{quote(prefix)}{key}" if key else raw_bucket, pairs, prefix)
+
+
+def store_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The job's headers that go on to the store (STORE_HEADERS says why each is safe), or
+    StorageRefused for an x-amz-* header that is not among them."""
+    out = {}
+    for name, value in headers.items():
+        if name in STORE_HEADERS or name.startswith(STORE_HEADER_PREFIXES):
+            out[name] = value
+        elif name.startswith("x-amz-") and name not in IGNORED_AMZ_HEADERS:
+            what = next((why for start, why in _REFUSED_HEADERS if name.startswith(start)),
+                        None)
+            raise denied(f"{what} are not available to jobs (S3 header {name})" if what else
+                         f"the S3 header {name} is not available to jobs through the broker")
+    return out
 
 
 # ------------------------------------------------------------------------- re-signing
@@ -330,6 +459,7 @@ class Outgoing:
     headers: dict[str, str]
     rechunk: ChunkResigner | None = None  # for chunk-signed aws-chunked bodies
     hide: tuple[str, ...] = ()  # the site's access key id: masked in the store's errors
+    answer: Callable[[bytes], bytes] = lambda body: body  # keys named as the job knows them
 
     def masked(self, body: bytes) -> bytes:
         for text in self.hide:
@@ -346,23 +476,20 @@ def forward(signed: Signed, rest: str, store: Store, job: S3Credentials,
         raise StorageRefused(400, "AuthorizationHeaderMalformed",
                              f"the region '{signed.region}' is wrong; expecting "
                              f"'{store.region}'")
-    bucket_and_key = rest.removeprefix(ROUTE).lstrip("/")
-    check_access(signed.method, bucket_and_key, store)
+    target = place(signed.method, rest.removeprefix(ROUTE).lstrip("/"),
+                   [(k, v) for k, v in signed.query
+                    if signed.expires is None or k not in _AUTH_PARAMS], store,
+                   lease_prefix(job.access_key_id))
     payload = signed.payload_hash
     if payload.startswith("STREAMING-") and payload not in (SIGNED_CHUNKS, UNSIGNED_TRAILER):
         raise StorageRefused(501, "NotImplemented",
                              f"uploads signed as {payload} are not supported through the "
                              f"broker; use {SIGNED_CHUNKS}, {UNSIGNED_TRAILER} or a single "
                              "chunk")
-    if any(k == "x-amz-acl" or k.startswith("x-amz-grant-") for k in signed.headers) or \
-            any(name == "acl" for name, _ in signed.query):
-        raise denied("access rights (ACLs) are not available to jobs")
-    pairs = [(k, v) for k, v in signed.query
-             if signed.expires is None or k not in _AUTH_PARAMS]
-    url = f"{store.endpoint.rstrip('/')}/{bucket_and_key}" + \
-        (f"?{canonical_query(pairs)}" if pairs else "")
+    url = f"{store.endpoint.rstrip('/')}/{target.path}" + \
+        (f"?{canonical_query(target.query)}" if target.query else "")
     when = now.astimezone(UTC).replace(microsecond=0)
-    headers = {k: v for k, v in signed.headers.items() if k not in _DROP}
+    headers = store_headers(signed.headers)
     headers.update({"host": httpx.URL(url).netloc.decode("ascii"),
                     "x-amz-date": f"{when:%Y%m%dT%H%M%SZ}", "x-amz-content-sha256": payload})
     to_sign = {k: v for k, v in headers.items()
@@ -378,7 +505,8 @@ def forward(signed: Signed, rest: str, store: Store, job: S3Credentials,
             signed.scope, signed.signature.lower(), site_key, headers["x-amz-date"],
             f"{when:%Y%m%d}/{store.region}/s3/aws4_request",
             headers["authorization"].rsplit("Signature=", 1)[1])
-    return Outgoing(signed.method, url, headers, rechunk, (store.credentials.access_key_id,))
+    return Outgoing(signed.method, url, headers, rechunk, (store.credentials.access_key_id,),
+                    target.unprefixed)
 
 
 def chunk_signature(key: bytes, amz_date: str, scope: str, previous: str,
@@ -482,12 +610,14 @@ def replace_presigned(url: str, method: str, route: str, job: S3Credentials, sto
             exc.message = f"the signature does not match a presigned {method} with the " \
                           "job's S3 credentials"
         raise
-    bucket_and_key = parts.path[at + len(route):]
-    check_access(method, bucket_and_key, store)
+    target = place(method, parts.path[at + len(route):],
+                   [(k, v) for k, v in signed.query if k not in _AUTH_PARAMS], store,
+                   lease_prefix(job.access_key_id))
+    if not target.path.partition("/")[2].removeprefix(quote(target.prefix)):
+        raise denied("a storage URL must name an object")
     left = (signed.when + timedelta(seconds=signed.expires or 0) - now).total_seconds()
-    extra = [(k, v) for k, v in signed.query if k not in _AUTH_PARAMS]
-    target = f"{store.service_endpoint}/{bucket_and_key}" + \
-        (f"?{canonical_query(extra)}" if extra else "")
-    return presign(store.credentials, store.region, method, target,
+    url = f"{store.service_endpoint}/{target.path}" + \
+        (f"?{canonical_query(target.query)}" if target.query else "")
+    return presign(store.credentials, store.region, method, url,
                    max(1, min(int(left), MAX_PRESIGN_SECONDS)),
                    now.astimezone(UTC).replace(microsecond=0))

@@ -3,6 +3,7 @@
     GET    /v1/health                 no authentication
     GET    /v1/catalog                QPU names and types (no secrets), no authentication
     GET    /metrics                   Prometheus metrics (no job ids, no secrets), no auth.
+    GET    /v1/status                 slurm-qpu status: QPUs, their jobs, errors  MUNGE, any uid
     POST   /v1/leases/<job>           prolog: acquire (idempotent)            MUNGE, root
     DELETE /v1/leases/<job>           epilog: release (idempotent)            MUNGE, root
     GET    /v1/leases                 admins: active leases                   MUNGE, root
@@ -16,7 +17,6 @@ server keeps the broker's dependencies to what the plugin already needs.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import re
@@ -26,14 +26,21 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from slurm_qpu.broker import s3proxy
+from slurm_qpu.broker.admission import Budget, Holding, InFlight, RateLimiter, json_cost
 from slurm_qpu.broker.client import munge_payload
-from slurm_qpu.broker.httpserver import BrokerHTTPServer
+from slurm_qpu.broker.httpserver import (
+    BrokerHTTPServer,
+    BrokerRequestHandler,
+    Refused,
+    RequestBody,
+)
 from slurm_qpu.broker.journal import LeaseRecord
+from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.broker.upstream import Answer, Pool, UpstreamError
 from slurm_qpu.broker.views import (
@@ -42,6 +49,7 @@ from slurm_qpu.broker.views import (
     Decision,
     IbmQuantumSystemView,
     Upstream,
+    View,
     view_for,
 )
 from slurm_qpu.log import CURRENT_JOB
@@ -53,51 +61,10 @@ audit = logging.getLogger("slurm_qpu.audit")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
-CREDENTIAL_HEADERS = {"authorization", "service-crn", "x-api-key", "cookie"}
-NOT_FORWARDED = frozenset(HOP_BY_HOP | CREDENTIAL_HEADERS)
 NODE_API_MAX_BODY = 64 * 1024
-CHUNK = 256 * 1024  # bytes of a job's request body read (and forwarded) at a time
+PUBLIC_ROUTES = ("/v1/health", "/v1/catalog", "/metrics")  # no credentials, no job's data
 _LEASE_PATH = re.compile(r"^/v1/leases/([0-9]{1,12})$")
 _PROXY_PATH = re.compile(r"^/p/([A-Za-z_][A-Za-z0-9_]*)(?:/(.*))?$")
-
-
-class Refused(Exception):
-    """Answer the request with ``status`` and ``message`` (and nothing reaches a vendor)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-
-@dataclass
-class Limits:
-    max_body: int = 64 * 1024 * 1024  # bytes a job may send or receive in one request
-    rate: float = 50.0  # requests per second per job, sustained
-    burst: int = 200
-    upstream_timeout: float = 120.0
-
-
-class RateLimiter:
-    """A token bucket per job."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[int, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, job_id: int, now: float | None = None) -> float:
-        """0 when the request may go, else the seconds to wait."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(job_id, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[job_id] = (tokens - 1, now)
-                return 0.0
-            self._buckets[job_id] = (tokens, now)
-            return (1 - tokens) / self.rate
 
 
 def check_path(raw: str) -> str:
@@ -209,11 +176,14 @@ class Broker:
 
     def __post_init__(self) -> None:
         self.rates = RateLimiter(self.limits.rate, self.limits.burst)
+        self.failures = RateLimiter(self.limits.auth_failures, self.limits.auth_burst)
+        self.in_flight = InFlight(self.limits.in_flight)
+        self.memory = Budget(self.limits.buffered)
         # the vendors, kept alive between a job's requests (broker/upstream.py)
         self.http = Pool(connect_timeout=10.0, read_timeout=self.limits.upstream_timeout)
         self._upstreams: dict[tuple[str, str], Upstream] = {}
         self._up_lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BrokerHTTPServer | None = None
 
     # ------------------------------------------------------------------ upstreams
 
@@ -230,16 +200,13 @@ class Broker:
 
     # ------------------------------------------------------------------ server
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        server = BrokerHTTPServer((host, port), _handler_class(self))
+    def start(self, host: str = "127.0.0.1", port: int = 0,
+              poll_interval: float = 0.5) -> str:
+        server = BrokerHTTPServer((host, port), _handler_class(self), self.limits)
         self._server = server
-        threading.Thread(target=server.serve_forever, name="broker-http", daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
+                         name="broker-http", daemon=True).start()
         return f"http://{host}:{server.server_address[1]}"
-
-    def serve_forever(self, host: str, port: int) -> None:
-        server = BrokerHTTPServer((host, port), _handler_class(self))
-        self._server = server
-        server.serve_forever()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -251,85 +218,38 @@ class Broker:
 class _Exchange:
     """One request/response, with what the audit line needs."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+    def __init__(self, handler: BaseHTTPRequestHandler, memory: Holding) -> None:
         self.h = handler
+        self.memory = memory  # what this request may hold in memory (Broker.memory)
         self.started = time.monotonic()
-        self.bytes_in = 0
         self.bytes_out = 0
         self.status = 0
         self.responded = False
-        self.body_done = False  # the whole request body has been read
+        self.body: RequestBody | None = None  # set once its framing is checked
 
-    def length(self) -> int | None:
-        value = self.h.headers.get("Content-Length")
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
-            raise Refused(400, "bad Content-Length") from None
+    @property
+    def request(self) -> RequestBody:
+        assert self.body is not None
+        return self.body
 
-    def chunked(self) -> bool:
-        return "chunked" in str(self.h.headers.get("Transfer-Encoding", "")).lower()
+    @property
+    def bytes_in(self) -> int:
+        return self.body.read_bytes if self.body is not None else 0
 
-    def body_stream(self, limit: int) -> Iterator[bytes]:
-        """The request body as it arrives, refused past ``limit`` bytes."""
-        length = self.length()
-        if length is not None and length > limit:
-            raise Refused(413, f"request body of {length} bytes is over the broker's limit "
-                               f"of {limit} bytes")
-        rfile = self.h.rfile
-        if self.chunked():
-            while True:
-                line = rfile.readline(1024)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    self.body_done = True
-                    return
-                data = rfile.read(size)
-                rfile.readline(8)
-                self.bytes_in += len(data)
-                if self.bytes_in > limit:
-                    raise Refused(413, f"request body is over the broker's limit of "
-                                       f"{limit} bytes")
-                yield data
-        else:
-            left = length or 0
-            while left > 0:
-                # what one read of the socket gives: passed on without waiting for a
-                # block to fill (a 1 MiB body reaches the vendor as it arrives)
-                data = rfile.read1(min(CHUNK, left))
-                if not data:
-                    return
-                left -= len(data)
-                self.bytes_in += len(data)
-                yield data
-            self.body_done = True
-
-    def body(self, limit: int) -> bytes:
-        return b"".join(self.body_stream(limit))
-
-    def drain(self) -> None:
-        """Read what is left of a refused request's body so the connection stays usable,
-        or close it when that would mean reading a lot (or cannot be known)."""
-        if self.chunked():
-            if not self.body_done:
-                self.h.close_connection = True
-            return
-        try:
-            left = (self.length() or 0) - self.bytes_in
-        except Refused:
-            self.h.close_connection = True
-            return
-        if left > 16 * 1024 * 1024:
-            self.h.close_connection = True
-            return
-        with contextlib.suppress(OSError):
-            while left > 0:
-                data = self.h.rfile.read(min(CHUNK, left))
-                if not data:
-                    break
-                left -= len(data)
+    def whole_body(self, limit: int) -> bytes:
+        """The request body, read whole: every byte counted in the broker's memory budget
+        as it arrives, so a body's declared size does not decide what it costs."""
+        request = self.request
+        if request.length is not None:
+            if request.length > limit:
+                raise request.over(limit, request.length)
+            self.memory.take(request.length, "the request body")
+            return request.read(limit)
+        parts = []
+        for data in request.stream(limit):
+            self.memory.take(len(data), "the request body")
+            parts.append(data)
+        return b"".join(parts)
 
     def send(self, status: int, body: bytes, content_type: str = "application/json",
              headers: dict[str, str] | None = None) -> None:
@@ -358,8 +278,8 @@ class _Exchange:
 def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
     service = broker.service
 
-    class _Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class _Handler(BrokerRequestHandler):
+        limits = broker.limits
         server_version = "slurm-qpu-broker"
         sys_version = ""
         # TCP_NODELAY: an answer's headers and body go out in separate writes; with Nagle
@@ -371,61 +291,97 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             pass  # the audit log says what matters, without query strings
 
         def _dispatch(self) -> None:
-            ex = _Exchange(self)
             path, _, query = self.path.partition("?")
             who: dict[str, Any] = {"job": "-", "user": "-", "qpu": "-"}
-            try:
-                check_path(path)
-                if path.startswith("/p/"):
-                    self._proxy(ex, path, query, who)
-                else:
-                    self._node_api(ex, path, who)
-            except Refused as exc:
-                ex.drain()
-                if not ex.responded:
-                    extra = {"Retry-After": str(max(1, round(exc.retry_after)))} \
-                        if exc.retry_after else None
-                    ex.error(exc.status, exc.message, extra)
-                else:
+            with broker.memory.hold() as memory:
+                ex = _Exchange(self, memory)
+                try:
+                    ex.body = RequestBody(self.headers, self.rfile)
+                    check_path(path)
+                    if path not in PUBLIC_ROUTES:
+                        self._not_failing_too_often()
+                    if path.startswith("/p/"):
+                        self._proxy(ex, path, query, who)
+                    else:
+                        self._node_api(ex, path, who)
+                except Refused as exc:
+                    if exc.close:
+                        self.close_connection = True
+                    if not ex.responded:
+                        extra = {"Retry-After": str(max(1, round(exc.retry_after)))} \
+                            if exc.retry_after else {}
+                        if self.close_connection:
+                            extra["Connection"] = "close"
+                        # a refusal may quote a vendor, whose text may echo a credential
+                        ex.error(exc.status, service.redact(exc.message), extra)
+                    else:
+                        self.close_connection = True
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):
                     self.close_connection = True
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-            except Exception as exc:  # a bug must cost one request, not the broker
-                log.exception("internal error on %s %s", self.command, path)
-                if not ex.responded:
-                    ex.error(500, f"internal broker error: {type(exc).__name__}")
-                self.close_connection = True
-            finally:
-                if path.startswith("/p/"):
-                    service.metrics.proxy_requests.inc(qpu=str(who["qpu"]),
-                                                       status=str(ex.status or "-"))
-                    service.metrics.proxy_seconds.observe(time.monotonic() - ex.started,
-                                                          qpu=str(who["qpu"]))
-                if path.startswith("/p/") or path.startswith("/v1/leases"):
-                    audit.info("job=%s user=%s qpu=%s route=\"%s %s\" status=%s bytes_in=%d "
-                               "bytes_out=%d ms=%.1f", who["job"], who["user"], who["qpu"],
-                               self.command, path, ex.status or "-", ex.bytes_in,
-                               ex.bytes_out, (time.monotonic() - ex.started) * 1000)
+                except Exception as exc:  # a bug must cost one request, not the broker
+                    log.exception("internal error on %s %s", self.command, path)
+                    if not ex.responded:
+                        ex.error(500, f"internal broker error: {type(exc).__name__}",
+                                 {"Connection": "close"})
+                    self.close_connection = True
+                finally:
+                    # what a route left unread of the body must not become the next request
+                    if ex.body is None or not ex.body.finish():
+                        self.close_connection = True
+                    self._audit(ex, path, who)
+
+        def _audit(self, ex: _Exchange, path: str, who: dict[str, Any]) -> None:
+            if path.startswith("/p/"):
+                service.metrics.proxy_requests.inc(qpu=str(who["qpu"]),
+                                                   status=str(ex.status or "-"))
+                service.metrics.proxy_seconds.observe(time.monotonic() - ex.started,
+                                                      qpu=str(who["qpu"]))
+            if path.startswith("/p/") or path.startswith("/v1/leases"):
+                audit.info("job=%s user=%s qpu=%s route=\"%s %s\" status=%s bytes_in=%d "
+                           "bytes_out=%d ms=%.1f", who["job"], who["user"], who["qpu"],
+                           self.command, path, ex.status or "-", ex.bytes_in,
+                           ex.bytes_out, (time.monotonic() - ex.started) * 1000)
+
+        def _not_failing_too_often(self) -> None:
+            """An address whose credentials failed too often waits before it is heard
+            again (checked before any credential is: that is the work it would cost)."""
+            wait = broker.failures.wait(self.client_address[0])
+            if wait:
+                raise Refused(429, f"too many failed authentications from "
+                                   f"{self.client_address[0]}; try again in "
+                                   f"{max(1, round(wait))} s", wait)
+
+        def _failed(self) -> None:
+            """Count a failed authentication against the client's address."""
+            broker.failures.take(self.client_address[0])
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
         # -------------------------------------------------------------- node API
 
-        def _node(self, ex: _Exchange, path: str, body: bytes) -> int:
+        def _node(self, ex: _Exchange, path: str, *, any_uid: bool = False) -> bytes:
+            """A node's request: its MUNGE credential is checked before its body is read
+            (at most NODE_API_MAX_BODY bytes), then bound to that body. The body."""
             value = str(self.headers.get("Authorization") or "")
             scheme, _, credential = value.partition(" ")
             if scheme != "MUNGE" or not credential:
+                self._failed()
                 raise Refused(401, "node requests need a MUNGE credential")
             try:
                 decoded = broker.decode(credential.strip())
             except munge.MungeError as exc:
+                self._failed()
                 raise Refused(401, str(exc)) from None
+            if not any_uid and decoded.uid not in broker.node_uids:
+                self._failed()
+                raise Refused(403, (
+                    f"uid {decoded.uid} may not manage leases (allowed: "
+                    f"{', '.join(map(str, sorted(broker.node_uids)))})"))
+            body = ex.whole_body(NODE_API_MAX_BODY)
             if decoded.payload != munge_payload(self.command, path, body):
+                self._failed()
                 raise Refused(401, "the MUNGE credential was made for another request")
-            if decoded.uid not in broker.node_uids:
-                raise Refused(403, f"uid {decoded.uid} may not manage leases (allowed: "
-                                   f"{', '.join(map(str, sorted(broker.node_uids)))})")
-            return int(decoded.uid)
+            return body
 
         def _node_api(self, ex: _Exchange, path: str, who: dict[str, Any]) -> None:
             if path == "/v1/health" and self.command == "GET":
@@ -438,6 +394,9 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                         content_type="text/plain; version=0.0.4; charset=utf-8")
                 return
             if path == "/v1/status" and self.command == "GET":
+                # job ids and QPU errors: for the cluster's users (MUNGE, any uid), not for
+                # anyone who reaches the port
+                self._node(ex, path, any_uid=True)
                 ex.send(200, json.dumps(service.status()).encode())
                 return
             if path == "/v1/catalog" and self.command == "GET":
@@ -445,16 +404,15 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 ex.send(200, json.dumps({r.name: r.current_type for r in config.resources}
                                         ).encode())
                 return
-            body = ex.body(NODE_API_MAX_BODY)
             if path == "/v1/leases" and self.command == "GET":
-                self._node(ex, path, body)
+                self._node(ex, path)
                 ex.send(200, json.dumps([lease_json(service, lease, with_env=False)
                                          for lease in service.journal.active()]).encode())
                 return
             m = _LEASE_PATH.match(path)
             if not m or self.command not in ("POST", "DELETE"):
                 raise Refused(404, f"no such broker route: {self.command} {path}")
-            self._node(ex, path, body)
+            body = self._node(ex, path)
             job_id = int(m.group(1))
             who["job"] = job_id
             CURRENT_JOB.set(job_id)  # this request's thread: its log lines name the job
@@ -496,10 +454,11 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 return
             form_token = None
             if token is None and rest == "identity/token" and self.command == "POST":
-                form = parse_qs(ex.body(NODE_API_MAX_BODY).decode("utf-8", "replace"))
+                form = parse_qs(ex.whole_body(NODE_API_MAX_BODY).decode("utf-8", "replace"))
                 form_token = (form.get("apikey") or [""])[0] or None
             lease = service.authenticate(token or form_token)
             if lease is None:
+                self._failed()
                 raise Refused(401, "missing, unknown or expired job token (a job's token "
                                    "stops working when the job ends)")
             who["job"], who["user"] = lease.job_id, lease.user or "-"
@@ -516,18 +475,30 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             if not view.proxied:
                 raise Refused(404, f"QPU {name} ({held.type}) is not reached through the "
                                    "broker")
-            caller = JobCaller(service, lease, name, held.token)
-            call = Call(self.command, rest, query)
-            if form_token is None and view.wants_body(call):
-                call.body = decoded(self.headers, ex.body(broker.limits.max_body),
-                                    broker.limits.max_body)
+            with broker.in_flight.enter(lease.job_id):
+                self._call_view(ex, view, JobCaller(service, lease, name, held.token),
+                                held.type, Call(self.command, rest, query),
+                                form_token is not None)
+
+        def _call_view(self, ex: _Exchange, view: View, caller: JobCaller, type_name: str,
+                       call: Call, body_read: bool) -> None:
+            """Ask the job's view about the request (with its body, read whole and
+            bounded, when the view reads it), then answer it here or forward it."""
+            if not body_read and view.wants_body(call):
+                limit = min(broker.limits.max_parsed, broker.limits.max_body)
+                raw = ex.whole_body(limit)
+                call.body = decoded(self.headers, raw, limit)
+                if call.body is not raw:
+                    ex.memory.take(len(call.body), "the decoded request body")
+                ex.memory.take(json_cost(call.body), "checking the request body")
             decision = view.authorize(caller, call)
             if not decision.allowed:
                 raise Refused(decision.status, decision.message)
             if decision.local is not None:
                 ex.send(decision.local[0], decision.local[1])
                 return
-            self._forward(ex, broker.upstream(lease, name, held.type), call, decision)
+            self._forward(ex, broker.upstream(caller.lease, caller.name, type_name), call,
+                          decision, view.forward_headers)
 
         def _storage(self, ex: _Exchange, name: str, rest: str, query: str,
                      who: dict[str, Any]) -> None:
@@ -541,11 +512,12 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 ref = s3proxy.lease_of(signed.access_key_id)
                 lease = service.journal.get(*ref) if ref else None
                 if lease is None:
+                    self._failed()
                     raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
                         f"S3 access key {signed.access_key_id} is not a slurm-qpu job's"))
-                who["job"], who["user"] = lease.job_id, lease.user or "-"
                 token = service.job_token(lease)
                 if service.authenticate(token) is None:
+                    self._failed()
                     raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
                         f"the S3 credentials of job {lease.job_id} stopped working when "
                         "the job ended"))
@@ -554,35 +526,46 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 if not isinstance(view, IbmQuantumSystemView):
                     raise s3proxy.denied(f"job {lease.job_id} holds no IBM Quantum System "
                                          f"named {name}")
+                try:  # checks the signature: only then is it known to be the job's request
+                    outgoing = view.storage_request(
+                        signed, rest, token, service.resource_settings(lease, name) or {},
+                        datetime.now(UTC))
+                except s3proxy.StorageRefused as exc:
+                    if exc.code in s3proxy.AUTH_FAILURES:
+                        self._failed()
+                    raise
+                who["job"], who["user"] = lease.job_id, lease.user or "-"
+                CURRENT_JOB.set(lease.job_id)
                 if broker.rates.take(lease.job_id):
                     raise s3proxy.StorageRefused(503, "SlowDown", (
                         f"job {lease.job_id} is over its rate limit of "
                         f"{broker.limits.rate:g} requests per second"))
-                outgoing = view.storage_request(signed, rest, token,
-                                                service.resource_settings(lease, name) or {},
-                                                datetime.now(UTC))
-                self._send_storage(ex, outgoing)
+                with broker.in_flight.enter(lease.job_id):
+                    self._send_storage(ex, outgoing)
             except (s3proxy.StorageRefused, Refused) as exc:
-                ex.drain()
+                if getattr(exc, "close", False):
+                    self.close_connection = True
                 if ex.responded:
                     self.close_connection = True
                     return
                 code = getattr(exc, "code", "AccessDenied")
-                body = b"" if self.command == "HEAD" else s3proxy.error_xml(code, exc.message)
-                ex.send(exc.status, body, "application/xml")
+                body = b"" if self.command == "HEAD" else \
+                    s3proxy.error_xml(code, service.redact(exc.message))
+                ex.send(exc.status, body, "application/xml",
+                        {"Connection": "close"} if self.close_connection else None)
 
         def _send_storage(self, ex: _Exchange, out: s3proxy.Outgoing) -> None:
-            length = ex.length()
+            length = ex.request.length
             if length is not None and length > broker.limits.max_body:
                 raise s3proxy.StorageRefused(413, "EntityTooLarge", (
                     f"request body of {length} bytes is over the broker's limit of "
                     f"{broker.limits.max_body} bytes"))
             content: Iterator[bytes] | None = None
-            if ex.chunked():  # S3 wants a length: take the whole body first
-                whole = ex.body(broker.limits.max_body)
+            if ex.request.chunked:  # S3 wants a length: take the whole body first
+                whole = ex.whole_body(broker.limits.max_body)
                 content, length = iter([whole]), len(whole)
             elif length:
-                content = ex.body_stream(broker.limits.max_body)
+                content = ex.request.stream(broker.limits.max_body)
             headers = dict(out.headers)
             if length is not None:
                 headers["content-length"] = str(length)
@@ -597,14 +580,18 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise s3proxy.StorageRefused(502, "ServiceUnavailable", (
                     f"the S3 store cannot be reached: {exc}")) from None
             with response:
-                decision = FORWARD if response.status < 400 else \
-                    Decision(on_response=lambda status, body: out.masked(body))
+                # what names keys (listings, errors) is read: the keys lose the lease's prefix
+                reads = response.status >= 400 or response.header("Content-Type") in (
+                    "application/xml", "text/xml")
+                decision = Decision(on_response=lambda status, body: out.answer(
+                    out.masked(body) if status >= 400 else body)) if reads else FORWARD
                 self._relay(ex, response, decision)
 
-        def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision) -> None:
+        def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision,
+                     allowed: frozenset[str]) -> None:
             url = f"{up.base_url}/{call.path}" + (f"?{call.query}" if call.query else "")
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in NOT_FORWARDED}
+            # only the headers the view lists (views.FORWARD_HEADERS says why each is safe)
+            headers = {k: v for k, v in self.headers.items() if k.lower() in allowed}
             if call.body is not None:  # the view read it decoded: it goes on decoded
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
             if decision.on_response is not None:
@@ -614,20 +601,19 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             body: bytes | Iterator[bytes] | None = \
                 decision.body if decision.body is not None else call.body
             replayable = True
-            if body is None and ex.chunked():
+            if body is None and ex.request.chunked:
                 # unknown length: whole (and bounded) before the vendor hears of it, so a
                 # body refused half-way never reaches it as a truncated request
-                body = ex.body(broker.limits.max_body)
-            elif body is None and ex.length():
+                body = ex.whole_body(broker.limits.max_body)
+            elif body is None and ex.request.length:
                 # declared length, checked against the limit before the first byte: stream
                 # it (a client that sends less leaves the vendor an incomplete request,
                 # which HTTP discards)
-                length, limit = ex.length() or 0, broker.limits.max_body
+                length, limit = ex.request.length, broker.limits.max_body
                 if length > limit:
-                    raise Refused(413, f"request body of {length} bytes is over the broker's "
-                                       f"limit of {limit} bytes")
+                    raise ex.request.over(limit, length)
                 headers["Content-Length"] = str(length)
-                body, replayable = ex.body_stream(limit), False
+                body, replayable = ex.request.stream(limit), False
             for attempt in (1, 2):
                 try:
                     auth = up.headers(attempt == 2)
@@ -659,7 +645,11 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                                   f"the vendor's answer broke off: {exc}") from None
                 if raw is None:
                     raise Refused(502, "the vendor's answer is over the broker's limit")
+                # counted, never refused: the vendor has acted on the request, and the view
+                # must see its answer (a job it created); other requests wait for the room
+                ex.memory.force(len(raw))
                 raw = decoded_answer(raw, response.header("Content-Encoding"), limit)
+                ex.memory.force(len(raw) + json_cost(raw))
                 body = decision.on_response(response.status, raw)
                 self.send_response(response.status)
                 for k, v in keep:
@@ -708,9 +698,12 @@ def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool,
     with the usage record for the epilog (which writes it into Slurm accounting)."""
     out: dict[str, Any] = {
         "job_id": lease.job_id, "generation": lease.gen, "state": lease.state.value,
-        "user": lease.user, "uid": lease.uid, "qpus": lease.names, "error": lease.error,
+        "user": lease.user, "uid": lease.uid, "qpus": lease.names,
+        # masked again: a journal written before the broker masked what it stores
+        "error": service.redact(lease.error) if lease.error else lease.error,
         "created_at": lease.created_at, "expires_at": lease.expires_at,
-        "released_at": lease.released_at, "release_errors": lease.release_errors,
+        "released_at": lease.released_at,
+        "release_errors": [service.redact(e) for e in lease.release_errors],
         "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held],
     }
     if with_env:

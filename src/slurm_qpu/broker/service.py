@@ -39,6 +39,7 @@ from slurm_qpu.lifecycle import (
 from slurm_qpu.log import job_scope
 from slurm_qpu.names import RequestError, parse_request
 from slurm_qpu.probe import QpuStatus, resolve_request
+from slurm_qpu.redact import Redactor, secrets_of
 from slurm_qpu.selection import check_request, has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
 from slurm_qpu.types import LEGACY_TYPES
@@ -48,21 +49,31 @@ EXPIRY_GRACE_SECONDS = 300  # after the time limit: Slurm's KillWait and the epi
 
 
 class ConfigSource:
-    """The QPU configuration, re-read when the file changes (no restart to add a QPU)."""
+    """The QPU configuration, re-read when the file changes (no restart to add a QPU).
+
+    ``secrets`` holds the credentials of every config it has loaded (a QPU's key the admin
+    replaced or removed stays a secret): the broker's redactors (its log's, and the one
+    every stored error goes through) follow it, so a QPU added by a reload is masked from
+    its first use. It is a new object only when a load brings a new secret."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._stamp: tuple[float, int] | None = None
         self._config: QrmiConfig | None = None
         self._lock = threading.Lock()
+        self.secrets: frozenset[str] = frozenset()
 
     def get(self) -> QrmiConfig:
         with self._lock:
             st = self.path.stat()
             stamp = (st.st_mtime, st.st_size)
             if self._config is None or stamp != self._stamp:
-                self._config = load_config(self.path)
-                self._stamp = stamp
+                config = load_config(self.path)
+                found = set().union(*(secrets_of(r.effective_environment())
+                                      for r in config.resources))
+                if not found <= self.secrets:  # before any caller can use the new ones
+                    self.secrets = self.secrets | found
+                self._config, self._stamp = config, stamp
             return self._config
 
 
@@ -102,18 +113,24 @@ class LeaseService:
     def __init__(self, journal: Journal, config: ConfigSource, *, public_url: str,
                  factory: ResourceFactory = default_factory, squeue: Squeue | None = None,
                  clock: Callable[[], float] = time.time, release_retries: int = 3,
-                 release_backoff: float = 0.5) -> None:
+                 release_backoff: float = 0.5,
+                 licenses: Callable[[], set[str]] | None = None) -> None:
         self.journal = journal
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.factory = factory
         self.squeue = squeue
+        self.licenses = licenses  # slurmctld's license names (probe.check_named)
         self.clock = clock
         self.release_retries = release_retries
         self.release_backoff = release_backoff
         self.tokens = TokenBook(journal.signing_key())
         self.availability: Availability | None = None  # set by the broker's watcher
         self.last_errors: dict[str, tuple[float, str]] = {}  # per QPU: when, what
+        # every error the service stores or answers goes through it first: a vendor's text
+        # may echo the credential it was sent (served in /v1/status, written by the
+        # prolog into lease files and the job's stderr)
+        self.redact = Redactor(source=config)
         self.metrics = BrokerMetrics(self.active_counts)
         # weakly held: a job's lock lives while a thread holds or awaits it, then goes
         self._locks: weakref.WeakValueDictionary[int, _JobLock] = \
@@ -171,23 +188,28 @@ class LeaseService:
         out = []
         for st in statuses:
             error = self.last_errors.get(st.name)
-            out.append({**st.to_json(), "jobs": holders.get(st.name, []),
-                        "last_error": error[1] if error else None,
-                        "last_error_at": error[0] if error else None})
+            row = {**st.to_json(), "jobs": holders.get(st.name, []),
+                   "last_error": error[1] if error else None,
+                   "last_error_at": error[0] if error else None}
+            if row.get("reason"):  # the vendor's words about its QPU
+                row["reason"] = self.redact(str(row["reason"]))
+            out.append(row)
         return out
 
     def _acquire(self, request: AcquireRequest, gen: int) -> Outcome:
         facts = JobFacts(request.job_id, "broker", (), request.uid, request.user)
         time_limit, user = request.time_limit, request.user
         placement = None
-        # squeue for the time limit, and for where the job runs when a selection must
-        # respect the QPUs' partition/account/QOS policy
-        if (time_limit is None or has_selection(request.qpus)) and self.squeue is not None:
+        # squeue: the time limit, and slurmctld's record of the job (where it runs, its
+        # licenses), against which every QPU it asks for is checked (probe.check_named)
+        if self.squeue is not None:
             try:
                 record: JobRecord | None = self.squeue.job(request.job_id)
             except SlurmCommandError as exc:
-                log.warning("job %s: cannot read its time limit (%s); using %d s",
-                            request.job_id, exc, envcontract.UNLIMITED_TIMEOUT_SECONDS)
+                log.warning("job %s: cannot read its record (%s): its time limit is taken "
+                            "as %d s and QPUs with a partition/account/QOS policy are "
+                            "refused", request.job_id, exc,
+                            envcontract.UNLIMITED_TIMEOUT_SECONDS)
                 record = None
             if record is not None:
                 time_limit = time_limit or record.time_limit_seconds
@@ -210,14 +232,15 @@ class LeaseService:
                 # a selection picks among the QPUs now: the vendors' status and queues, and
                 # how many of this cluster's jobs hold each (never past its max_jobs)
                 names, selected = resolve_request(items, config, self.factory,
-                                                  self.active_counts, placement)
+                                                  self.active_counts, placement,
+                                                  licensed=self.licenses)
             except (RequestError, ConfigError, OSError) as exc:
                 with self.journal.transaction():
                     lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
                                                names=[], overrides={}, expires_at=expires,
                                                now=now, gen=gen)
                     self.journal.set_state(lease, State.FAILED,
-                                           error=f"--qpu={request.qpus}: {exc}")
+                                           error=self.redact(f"--qpu={request.qpus}: {exc}"))
                 return Outcome(lease)
             defs = [d for n in names if (d := config.get(n)) is not None]
             checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
@@ -248,15 +271,16 @@ class LeaseService:
             self.metrics.vendor_errors.inc(
                 qpu=exc.qpu or "-", type=exc.qpu_type or "-", op="acquire",
                 error=type(cause).__name__ if cause is not None else "AcquisitionFailed")
+            error = self.redact(str(exc))
             if exc.qpu:
-                self.last_errors[exc.qpu] = (self.clock(), str(exc))
+                self.last_errors[exc.qpu] = (self.clock(), error)
             with self.journal.transaction():
                 for held in last:
                     self.journal.add_held(lease, held)
                 for held in lease.held:  # rolled back by acquire_all
                     self.journal.mark_held_released(lease, held.name, None)
-                self.journal.set_state(lease, State.FAILED, error=str(exc))
-            log.error("job %s: %s", request.job_id, exc)
+                self.journal.set_state(lease, State.FAILED, error=error)
+            log.error("job %s: %s", request.job_id, error)
             return Outcome(lease, checked.refused)
         with self.journal.transaction():  # one write and one fsync for both
             for held in last:
@@ -320,8 +344,8 @@ class LeaseService:
             failure = release_with_retries(config, held.name, held.type, held.token, facts,
                                            self.factory, self.release_retries,
                                            self.release_backoff)
-            error = None if failure is None else \
-                f"cannot release QPU {held.name} (token {held.token}): {describe_error(failure)}"
+            error = None if failure is None else self.redact(
+                f"cannot release QPU {held.name} (token {held.token}): {describe_error(failure)}")
             if failure is not None:
                 self.metrics.vendor_errors.inc(qpu=held.name, type=held.type, op="release",
                                                error=type(failure).__name__)

@@ -84,11 +84,31 @@ def deny(message: str, status: int = 403) -> Decision:
 FORWARD = Decision()
 
 
+# The request headers of a job that reach a vendor, whatever the vendor: what a JSON API
+# client needs to say what it sends and what it accepts. Everything else is dropped, not
+# refused (SDKs add their own headers freely): a header a gateway in front of the vendor
+# might act on (X-HTTP-Method-Override, X-Original-URL, X-Rewrite-URL, X-Forwarded-*,
+# Forwarded, Cookie, ...) would let a job's request mean something other than the method
+# and path its view decided on, so nothing reaches the vendor unless a view lists it.
+# Credentials (Authorization, Service-CRN, API-key headers) come from the broker, never
+# from the job. Why each one is safe:
+FORWARD_HEADERS = frozenset({
+    "accept",  # the media type the client reads: affects only the answer's form
+    "accept-encoding",  # the codings it can decode: ditto (gzip when the view reads it)
+    "accept-language",  # ditto, for messages
+    "content-type",  # the body's media type: the vendor parses what the view checked
+    "content-encoding",  # gzip bodies (the Pasqal SDK): dropped when the view decoded one
+    "user-agent",  # the vendor's logs and support say which SDK version asked
+})
+
+
 class View:
     """Default: a type with no network API in the job (local simulator, Warden): the job
     gets the settings minus anything that looks like a credential; no proxy routes."""
 
     proxied = False
+    # the job's request headers this vendor gets (lower case; see FORWARD_HEADERS)
+    forward_headers: frozenset[str] = FORWARD_HEADERS
 
     def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
                         job_token: str, job_id: int) -> dict[str, str]:
@@ -162,11 +182,17 @@ class _IamUpstreamMixin:
 _QCS_API = re.compile(r"^(?:experimental/)?api/v1/(.*)$")
 
 
+# qiskit-ibm-runtime and qrmi also send these: the API version the client was written for
+# (the service answers in that version's shapes) and the client's name and version
+IBM_HEADERS = FORWARD_HEADERS | {"ibm-api-version", "x-qx-client-application"}
+
+
 class IbmQuantumComputeView(_IamUpstreamMixin, View):
     """IBM Quantum Platform (Qiskit Runtime REST API)."""
 
     proxied = True
     prefix = QCS
+    forward_headers = IBM_HEADERS
 
     def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
                         job_token: str, job_id: int) -> dict[str, str]:
@@ -342,6 +368,7 @@ class IbmQuantumSystemView(_IamUpstreamMixin, View):
 
     proxied = True
     prefix = QS
+    forward_headers = IBM_HEADERS
 
     def job_environment(self, settings: Mapping[str, str], *, name: str, proxy_url: str,
                         job_token: str, job_id: int) -> dict[str, str]:
@@ -385,9 +412,17 @@ class IbmQuantumSystemView(_IamUpstreamMixin, View):
             refusal = self._storage_urls(job, body)
             if refusal is not None:
                 return refusal
-            if body.get("id"):
-                job.remember(str(body["id"]))
-            return Decision(body=json.dumps(body).encode())
+            vendor_id = str(body["id"]) if body.get("id") else None
+
+            def remember(status: int, answer: bytes) -> bytes:
+                # the job's id is the client's own (the service answers 204, no body): it
+                # becomes the job's only once the service has created it, so a job cannot
+                # claim the id of a vendor job someone else made
+                if vendor_id is not None and 200 <= status < 300:
+                    job.remember(vendor_id)
+                return answer
+
+            return Decision(body=json.dumps(body).encode(), on_response=remember)
         if route == "v1/jobs" and method == "GET":  # qrmi's status() counts busy lanes
             return Decision(on_response=lambda s, b: _only_qs_jobs(b, job))
         if parts[:2] == ["v1", "jobs"] and len(parts) >= 3:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from harness import Answer, BrokerUnderTest, StartBroker, bearer, raw, wait_for
 
-from slurm_qpu.broker.server import Limits
+from slurm_qpu.broker.limits import Limits
 from slurm_qpu.emulator import Emulator
 
 QPU, OTHER = "ibm_manila", "ibm_brisbane"
