@@ -4,16 +4,18 @@ could name it), and an address whose credentials keep failing is slowed down, al
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from harness import BrokerUnderTest, StartBroker, bearer
+from harness import BrokerUnderTest, StartBroker, bearer, fake_credential
 from qs_harness import BUCKET, REGION, job_boto3, qs_job, s3_error
 from wire import exchange, request, status
 
 from slurm_qpu.broker import s3proxy
+from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.emulator import Emulator
 from slurm_qpu.vendor.s3 import S3Credentials, authorization
@@ -79,13 +81,35 @@ def test_an_address_whose_credentials_keep_failing_is_slowed_down_alone(
     assert status(b.url, request("GET", "/v1/health"), ATTACKER) == 200
 
 
-@pytest.mark.parametrize("attempt", ["node api", "s3", "iam form"])
-def test_every_kind_of_failed_credential_counts(b: BrokerUnderTest, attempt: str) -> None:
+@pytest.mark.parametrize("attempt", ["s3", "iam form"])
+def test_every_kind_of_failed_job_credential_counts(b: BrokerUnderTest, attempt: str) -> None:
     qs_job(b, 64)
-    raw = {"node api": request("POST", "/v1/leases/9", {"Authorization": "MUNGE bogus"}),
-           "s3": forged_s3_get(b.url, 64),
+    raw = {"s3": forged_s3_get(b.url, 64),
            "iam form": request("POST", "/p/ibm_manila/identity/token",
                                {"Content-Type": "application/x-www-form-urlencoded"},
                                b"grant_type=x&apikey=sqpu_1_1_" + b"B" * 43)}[attempt]
     statuses = [status(b.url, raw, ATTACKER) for _ in range(6)]
     assert statuses[-1] == 429 and 429 not in statuses[:5], statuses
+
+
+def test_a_nodes_prologs_are_never_held_back_by_failures_on_its_address(
+        b: BrokerUnderTest) -> None:
+    """A job that keeps sending bad tokens shares its node's address with the node's
+    prologs and epilogs: those are not made to wait, and bad MUNGE credentials (which
+    cost munged little) are not counted against anyone."""
+    guess = request("GET", "/p/ibm_manila/api/v1/backends", bearer("sqpu_65_1_" + "A" * 43))
+    bogus = request("POST", "/v1/leases/9", {"Authorization": "MUNGE bogus"})
+    for _ in range(8):
+        status(b.url, guess, ATTACKER)
+        assert status(b.url, bogus, ATTACKER) == 401
+    assert status(b.url, guess, ATTACKER) == 429
+    body = json.dumps({"qpus": "ibm_manila", "user": "alice", "uid": 1000,
+                       "time_limit": 3600}).encode()
+    credential = fake_credential(munge_payload("POST", "/v1/leases/66", body))
+    b.jobs.ids.add(66)
+    replies, _ = exchange(b.url, request("POST", "/v1/leases/66",
+                                         {"Authorization": f"MUNGE {credential}",
+                                          "Content-Type": "application/json"}, body),
+                          source=ATTACKER, expect=1)
+    assert [r.status for r in replies] == [200], replies
+    assert replies[0].json()["state"] == "acquired"

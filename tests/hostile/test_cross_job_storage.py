@@ -231,3 +231,27 @@ def test_a_job_cannot_place_an_object_outside_its_prefix_by_encoding(
     keys = site_boto3(emulator).list_objects_v2(Bucket=BUCKET).get("Contents", [])
     assert all(o["Key"].startswith("slurm-qpu/job-") for o in keys), json.dumps(
         [o["Key"] for o in keys])
+
+
+def test_an_object_comes_back_byte_for_byte_whatever_its_type(mallory: Job) -> None:
+    """Whether the broker reads a store's answer (to take its prefix off the keys) depends
+    on what was asked, never on the type the object was stored with."""
+    s3 = job_boto3(mallory)
+    body = f"<Doc><Key>{mallory.stored('report.txt')}</Key></Doc>".encode() * 100
+    s3.put_object(Bucket=BUCKET, Key="doc.xml", Body=body, ContentType="application/xml")
+    got = s3.get_object(Bucket=BUCKET, Key="doc.xml")
+    assert got["Body"].read() == body
+    assert s3.head_object(Bucket=BUCKET, Key="doc.xml")["ContentLength"] == len(body)
+
+
+def test_a_presigned_url_dated_at_the_end_of_time_is_refused_not_an_error(
+        b: BrokerUnderTest, mallory: Job, caplog: pytest.LogCaptureFixture) -> None:
+    key = mallory.credentials.access_key_id
+    url = (f"{mallory.s3_endpoint}{BUCKET}/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+           f"&X-Amz-Credential={key}%2F99991231%2F{REGION}%2Fs3%2Faws4_request"
+           "&X-Amz-Date=99991231T235959Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host"
+           "&X-Amz-Signature=" + "0" * 64)
+    answer = httpx.get(url)
+    assert answer.status_code == 403, answer.text
+    assert "<Code>RequestTimeTooSkewed</Code>" in answer.text
+    assert not [r for r in caplog.records if "internal error" in r.getMessage()]

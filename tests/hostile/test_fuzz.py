@@ -198,7 +198,8 @@ def test_no_byte_stream_gets_an_internal_error_or_a_smuggled_answer(
     for reply in replies:
         assert reply.status != 500, reply
         assert reply.body != CATALOG, ("a request inside a body was answered", stream)
-    assert len(replies) <= len(stream)
+    # (bytes past a short body may earn an error answer of their own, never a success)
+    assert sum(r.status < 400 for r in replies) <= len(stream)
     assert not [r for r in caplog.records if "internal error" in r.getMessage()]
     health, _ = exchange(framing_broker.url, request("GET", "/v1/health"), expect=1)
     assert [r.status for r in health] == [200]

@@ -122,3 +122,24 @@ def test_a_job_has_a_bounded_number_of_requests_in_progress(
         emulator.clear_faults()
     assert httpx.get(url, headers=bearer(token)).status_code == 200
     assert json.loads(httpx.get(f"{b.url}/v1/health").text)["status"] == "ok"
+
+
+def test_one_job_cannot_take_the_whole_budget_and_prologs_never_wait_for_it(
+        emulator: Emulator, start_broker: StartBroker) -> None:
+    b = start_broker(emulator.qrmi_config()["resources"],
+                     limits=Limits(buffered=4 * MiB, buffered_share=2 * MiB))
+    hog, other = ibm_job(b, 57), ibm_job(b, 58)
+    with half_sent_body(b, hog, MiB - 1024):
+        assert wait_until(lambda: b.broker.memory.held_by("job 57") >= MiB - 1024)
+        with half_sent_body(b, hog, MiB - 1024):
+            assert wait_until(lambda: b.broker.memory.held_by("job 57") >= 2 * MiB - 2048)
+            with half_sent_body(b, hog, 512 * 1024) as sock:
+                replies, _ = read_replies(sock)
+                assert [r.status for r in replies] == [503], replies
+                assert replies[0].message == ("job 57 holds as many request bytes in the "
+                                              "broker's memory as one may; try again shortly")
+            with half_sent_body(b, other, MiB - 1024), half_sent_body(b, other, MiB - 1024):
+                # the budget is full now: a prolog still gets its QPU
+                assert wait_until(lambda: b.broker.memory.used >= 4 * MiB - 4096)
+                assert b.acquire(59, "ibm_manila")["state"] == "acquired"
+    assert wait_until(lambda: b.broker.memory.used == 0)

@@ -188,3 +188,26 @@ def test_request_line_and_headers_over_the_limit_are_refused(b: BrokerUnderTest)
     assert [r.status for r in replies] == [431] and closed
     replies, closed = exchange(b.url, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
     assert [r.status for r in replies] in ([414], [431]) and closed
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /v1/health HTTP/1.1\r\nHost: b\r\nContent-Length : %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\r\nHost: b\r\nX-Harmless : 1\r\nContent-Length: %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\r\nHost: b\r\nX-Folded: a\r\n b\r\nContent-Length: %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\r\nHost: b\nContent-Length: %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\nHost: b\r\nContent-Length: %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\r\nHost: b\r\n: empty name\r\nContent-Length: %d\r\n\r\n",
+    b"POST /v1/health HTTP/1.1\r\nHost: b\r\nX\x00Y: 1\r\nContent-Length: %d\r\n\r\n",
+], ids=["space-before-colon", "space-before-colon-earlier", "folded", "bare-lf-header",
+        "bare-lf-request-line", "empty-name", "nul-in-name"])
+def test_header_lines_another_parser_could_read_differently_are_refused(
+        b: BrokerUnderTest, raw: bytes) -> None:
+    replies, closed = exchange(b.url, raw % len(SMUGGLED) + SMUGGLED)
+    assert [r.status for r in replies] == [400], replies
+    assert closed
+
+
+def test_a_chunk_line_ended_by_a_bare_lf_is_refused(b: BrokerUnderTest, token: str) -> None:
+    replies, closed = exchange(b.url, chunked_post("/p/ibm_manila/api/v1/jobs", token,
+                                                   b"2\nxx\r\n0\r\n\r\n"))
+    assert [r.status for r in replies] == [400] and closed

@@ -11,9 +11,12 @@ a job at all:
   the broker's);
 * ``Budget``: the bytes the broker holds in memory for all requests at once, i.e. bodies it
   reads whole, the JSON a view parses (counted at what parsing may cost, not at its size on
-  the wire), answers a view reads. A request that would go past it is refused at once with
-  503 and Retry-After instead of growing the broker: memory stays bounded whatever clients
-  send.
+  the wire), answers a view reads, chunks of signed uploads. A request that would go past it
+  is refused at once with 503 and Retry-After instead of growing the broker: memory stays
+  bounded whatever clients send. One job (or one address, until a request proves its job)
+  may hold a share of it only, so one job cannot take it all; node requests (at most 64
+  KiB, from root, checked by MUNGE first) do not draw on it, so a full budget never keeps a
+  prolog or an epilog waiting.
 
 Each holds one small entry per job or address it has seen recently; entries that have
 nothing to remember are dropped, so a client that keeps changing its address cannot grow
@@ -116,58 +119,99 @@ class InFlight:
 
 
 class Budget:
-    """Bytes held in memory for requests, all of them at once, at most ``total``."""
+    """Bytes held in memory for requests, all of them at once, at most ``total``; of which
+    one holder (a job, or before a request has proved which job it is, a client address)
+    at most ``share``, so that one job cannot take it all."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, share: int | None = None) -> None:
         self.total = total
+        self.share = total if share is None else share
         self.used = 0
+        self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextmanager
-    def hold(self) -> Iterator[Holding]:
-        """A request's share: what it takes is given back when the request ends."""
-        holding = Holding(self)
+    def hold(self, holder: str) -> Iterator[Holding]:
+        """A request's share (``holder``: "job 7", "client 10.0.0.3"): what it takes is
+        given back when the request ends."""
+        holding = Holding(self, holder)
         try:
             yield holding
         finally:
             holding.release()
 
-    def _take(self, n: int, what: str) -> None:
-        if n > self.total:
-            raise Refused(413, f"{what} would need {n} bytes of the broker's memory, more "
-                               f"than all it keeps for requests ({self.total} bytes)")
+    def held_by(self, holder: str) -> int:
         with self._lock:
+            return self._held.get(holder, 0)
+
+    def _take(self, n: int, what: str, holder: str) -> None:
+        if n > min(self.total, self.share):
+            raise Refused(413, f"{what} would need {n} bytes of the broker's memory, more "
+                               f"than all it keeps for one client's requests "
+                               f"({min(self.total, self.share)} bytes)")
+        with self._lock:
+            mine = self._held.get(holder, 0)
+            if mine + n > self.share:
+                raise Refused(503, f"{holder} holds as many request bytes in the broker's "
+                                   "memory as one may; try again shortly", retry_after=1)
             if self.used + n > self.total:
                 raise Refused(503, "the broker is holding as many request bytes in memory "
                                    "as it may; try again shortly", retry_after=1)
             self.used += n
+            self._held[holder] = mine + n
 
-    def _give(self, n: int) -> None:
+    def _move(self, n: int, holder: str, to: str | None = None, force: bool = False) -> None:
+        """Give ``n`` back from ``holder`` (to ``to``'s account, if given); ``force``: take
+        it without a check (already in memory)."""
         with self._lock:
-            self.used -= n
+            if force:
+                self.used += n
+                self._held[holder] = self._held.get(holder, 0) + n
+                return
+            left = self._held.get(holder, 0) - n
+            if left > 0:
+                self._held[holder] = left
+            else:
+                self._held.pop(holder, None)
+            if to is None:
+                self.used -= n
+            else:
+                self._held[to] = self._held.get(to, 0) + n
 
 
 class Holding:
     """One request's bytes in the budget."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, holder: str) -> None:
         self.budget = budget
+        self.holder = holder
         self.held = 0
 
     def take(self, n: int, what: str = "this request") -> None:
-        self.budget._take(n, what)
+        self.budget._take(n, what, self.holder)
         self.held += n
+
+    def give(self, n: int) -> None:
+        """Give ``n`` of the bytes taken back (they are no longer held)."""
+        n = min(n, self.held)
+        self.budget._move(n, self.holder)
+        self.held -= n
 
     def force(self, n: int) -> None:
         """Count ``n`` bytes even past the budget (bytes already in memory, which other
         requests must now wait for)."""
-        with self.budget._lock:
-            self.budget.used += n
+        self.budget._move(n, self.holder, force=True)
         self.held += n
+
+    def belongs_to(self, holder: str) -> None:
+        """The request has proved whose it is: what it holds, and will take, is theirs."""
+        if holder != self.holder:
+            self.budget._move(self.held, self.holder, to=holder)
+            self.holder = holder
 
     def release(self) -> None:
         if self.held:
-            self.budget._give(self.held)
+            self.budget._move(self.held, self.holder)
             self.held = 0
 
 

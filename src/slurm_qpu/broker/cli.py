@@ -89,6 +89,10 @@ def add_parser(sub: Any) -> None:
                         metavar="BYTES", help="bytes the broker holds in memory for all "
                         "requests at once (bodies, parsed JSON counted at what parsing "
                         "costs); past it: 503 and Retry-After (default 256 MiB)")
+    limits.add_argument("--max-buffered-share", type=int, default=defaults.buffered_share,
+                        metavar="BYTES", help="of those, what one job (or one address, until "
+                        "a request proves its job) may hold; a body without Content-Length "
+                        "is limited to half of it (default 64 MiB)")
     limits.add_argument("--max-in-flight", type=int, default=defaults.in_flight, metavar="N",
                         help="requests of one job served at once (default %(default)s)")
     limits.add_argument("--max-connections", type=int, default=defaults.connections, metavar="N",
@@ -211,6 +215,7 @@ def main(args: argparse.Namespace) -> int:
     broker = Broker(service, Limits(
         max_body=args.max_body, rate=args.rate_limit, burst=args.burst,
         max_parsed=args.max_checked_body, buffered=args.max_buffered,
+        buffered_share=args.max_buffered_share,
         in_flight=args.max_in_flight, connections=args.max_connections,
         per_client=args.max_connections_per_client, idle_seconds=args.idle_timeout,
         header_seconds=args.header_timeout, body_seconds=args.body_timeout,

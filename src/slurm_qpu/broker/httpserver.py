@@ -37,6 +37,7 @@ bounded here, before any route runs (``ConnectionLimits``):
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import queue
 import re
@@ -44,6 +45,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -127,27 +129,52 @@ class Refused(Exception):
         self.close = close
 
 
-class TimedReader:
-    """A connection's input, every read bounded by a deadline (and by ``idle`` seconds):
-    the socket's timeout is set to what is left before each read that may wait. Also
-    counts the bytes read while ``budget`` is set (the request line and headers)."""
+class DeadlineSocket(io.RawIOBase):
+    """A connection's input as raw reads, each bounded by what is left of a deadline (and by
+    ``idle`` seconds): the socket's timeout is set before every ``recv``, so a client that
+    sends one byte at a time cannot stretch a buffered read (a header line, a chunk) past
+    the deadline."""
 
-    def __init__(self, raw: Any, sock: socket.socket, idle: float) -> None:
-        self.raw = raw
+    def __init__(self, sock: socket.socket, idle: float) -> None:
+        super().__init__()
         self.sock = sock
         self.idle = idle
         self.deadline = time.monotonic() + idle
-        self.budget: int | None = None
 
-    def until(self, seconds: float) -> None:
-        """The next reads, together, may wait ``seconds`` at most."""
-        self.deadline = time.monotonic() + seconds
+    def readable(self) -> bool:
+        return True
 
-    def _arm(self) -> None:
+    def readinto(self, buffer: Any) -> int:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError  # the connection is closed, nobody is told
         self.sock.settimeout(min(left, self.idle))
+        return self.sock.recv_into(buffer)
+
+
+_FIELD_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:")
+
+
+class TimedReader:
+    """A connection's input: buffered reads over a DeadlineSocket, with the deadline set
+    per phase (``until``). While ``budget`` is set (the request line and headers) it counts
+    the bytes read and checks each line's form: CRLF endings, a field name then a colon,
+    no line folded onto the previous one. A request whose headers another parser could
+    read differently (a proxy in front, say) is refused rather than guessed at."""
+
+    def __init__(self, sock: socket.socket, idle: float) -> None:
+        self.source = DeadlineSocket(sock, idle)
+        self.raw = io.BufferedReader(self.source, 64 * 1024)
+        self.budget: int | None = None
+        self._lines = 0
+
+    def until(self, seconds: float) -> None:
+        """The next reads, together, may wait ``seconds`` at most."""
+        self.source.deadline = time.monotonic() + seconds
+
+    def headers(self, budget: int) -> None:
+        """The request line and headers come next: at most ``budget`` bytes of them."""
+        self.budget, self._lines = budget, 0
 
     def _count(self, data: bytes) -> bytes:
         if self.budget is not None:
@@ -157,23 +184,34 @@ class TimedReader:
         return data
 
     def readline(self, limit: int = -1) -> bytes:
-        self._arm()
-        return self._count(self.raw.readline(limit))
+        line = self._count(self.raw.readline(limit))
+        if self.budget is not None and line:
+            self._lines += 1
+            if not line.endswith(b"\r\n"):
+                raise MalformedHeaders("a line of the request does not end with CRLF")
+            if self._lines > 1 and line != b"\r\n":
+                if line[:1] in (b" ", b"\t"):
+                    raise MalformedHeaders("a header line is folded onto the previous one")
+                if not _FIELD_LINE.match(line):
+                    raise MalformedHeaders("a header line is not a field name, a colon and "
+                                           "a value")
+        return line
 
     def read(self, n: int = -1) -> bytes:
-        self._arm()
         return bytes(self._count(self.raw.read(n)))
 
     def read1(self, n: int = -1) -> bytes:
-        self._arm()
         return bytes(self._count(self.raw.read1(n)))
 
     def peek(self, n: int = 1) -> bytes:
-        self._arm()
         return bytes(self.raw.peek(n))
 
     def close(self) -> None:
         self.raw.close()
+
+
+class MalformedHeaders(Exception):
+    """The request line or a header line is not in the one form the broker accepts."""
 
 
 class HeadersTooLarge(Exception):
@@ -256,10 +294,10 @@ class RequestBody:
 
     def _line(self) -> bytes:
         line: bytes = self.rfile.readline(MAX_CHUNK_LINE + 1)
-        if not line.endswith(b"\n") or len(line) > MAX_CHUNK_LINE:
-            raise Refused(400, "malformed chunked body (a chunk line is too long or cut "
-                               "off)", close=True)
-        return line.rstrip(b"\r\n")
+        if not line.endswith(b"\r\n") or len(line) > MAX_CHUNK_LINE:
+            raise Refused(400, "malformed chunked body (a chunk line is too long, cut off "
+                               "or not ended by CRLF)", close=True)
+        return line[:-2]
 
     def _chunks(self, limit: int) -> Iterator[bytes]:
         while True:
@@ -320,48 +358,71 @@ def busy_answer(message: str) -> bytes:
 
 
 class BrokerRequestHandler(BaseHTTPRequestHandler):
-    """BaseHTTPRequestHandler with the time and size limits of ConnectionLimits."""
+    """BaseHTTPRequestHandler with the time and size limits of ConnectionLimits, strict
+    request lines and headers, and its connection's phase told to the server (a
+    connection waiting for a request may be closed to make room for another)."""
 
     protocol_version = "HTTP/1.1"
     limits = ConnectionLimits()
     rfile: Any
+    server: BrokerHTTPServer
 
     def setup(self) -> None:
         super().setup()
-        self.rfile = TimedReader(self.rfile, self.connection, self.limits.idle_seconds)
+        self.rfile.close()  # the socket's own file: reads go through the deadline instead
+        self.rfile = TimedReader(self.connection, self.limits.idle_seconds)
 
     def handle_one_request(self) -> None:
         reader: TimedReader = self.rfile
         reader.budget = None
         try:
+            self.server.waiting(self.connection, True)
             reader.until(self.limits.idle_seconds)
-            if not reader.peek(1):  # the client closed its idle connection
+            if not reader.peek(1):  # the client closed its idle connection (or was evicted)
                 self.close_connection = True
                 return
             reader.until(self.limits.header_seconds)
-            reader.budget = self.limits.header_bytes
+            reader.headers(self.limits.header_bytes)
             super().handle_one_request()
-        except TimeoutError:
+        except (TimeoutError, ConnectionError):
             self.close_connection = True
-        except HeadersTooLarge:
+        except (HeadersTooLarge, MalformedHeaders) as exc:
             reader.budget = None
             self.close_connection = True
             # (parse_request may not have run: what send_error needs)
             self.request_version = "HTTP/1.1"
             self.requestline = self.command = ""
+            status, message = (431, "request line and headers are over the broker's limit "
+                                    f"of {self.limits.header_bytes} bytes") \
+                if isinstance(exc, HeadersTooLarge) else (400, str(exc))
             with contextlib.suppress(OSError):
-                self.send_error(431, "request line and headers are over the broker's "
-                                     f"limit of {self.limits.header_bytes} bytes")
+                self.send_error(status, message)
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
         self.rfile.budget = None  # the headers are in: the body has limits of its own
         if ok:
+            self.server.waiting(self.connection, False)
             self.rfile.until(self.limits.body_seconds)
         return ok
 
 
+@dataclass
+class _Connection:
+    sock: Any
+    host: str
+    waiting: bool = True  # for its next request (idle, or its headers still arriving)
+    since: float = field(default_factory=time.monotonic)
+    evicted: bool = False
+
+
 class BrokerHTTPServer(ThreadingHTTPServer):
+    """Counts connections, in all and per address. At a limit, the connection that has
+    waited longest for its next request (idle between requests, or its headers still
+    arriving) is closed to make room: keeping connections open costs a client nothing
+    then, and a prolog's connection, which sends its request at once, always gets in. Only
+    when every connection is in the middle of a request does a new one get a 503."""
+
     daemon_threads = True  # a connection left open never keeps the broker from stopping
     request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
@@ -370,47 +431,89 @@ class BrokerHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.limits = limits or ConnectionLimits()
         self.threads = ThreadCache(self.process_request_thread)
+        self._connections: dict[int, _Connection] = {}  # by id() of the socket
         self._open: dict[str, int] = {}
-        self._total = 0
-        self._count_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        """Count the connection in, or answer 503 and close it: over the limits, a new
-        connection costs the broker one non-blocking write."""
+        """Count the connection in (making room if need be), or answer 503 and close it:
+        either way a new connection costs the accepting thread no wait."""
         host = str(client_address[0]) if client_address else "-"
-        with self._count_lock:
-            if self._total >= self.limits.connections:
-                why = f"the broker has {self._total} connections open, its limit"
-            elif self._open.get(host, 0) >= self.limits.per_client:
-                why = (f"{self.limits.per_client} connections are open from {host}, the "
-                       "limit per client")
-            else:
-                self._total += 1
-                self._open[host] = self._open.get(host, 0) + 1
-                return True
+        with self._lock:
+            why, victim = self._room_for(host)
+            if why is None:
+                self._count(_Connection(request, host), +1)
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                victim.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end and goes
+        if why is None:
+            return True
         with contextlib.suppress(OSError):
             request.setblocking(False)
             request.send(busy_answer(f"{why}; try again shortly"))
         return False
 
+    def _room_for(self, host: str) -> tuple[str | None, _Connection | None]:
+        """(None, a connection evicted to make room or None), or (why not, None)."""
+        full_host = self._open.get(host, 0) >= self.limits.per_client
+        if not full_host and len(self._connections) < self.limits.connections:
+            return None, None
+        candidates = [c for c in self._connections.values() if c.waiting and not c.evicted
+                      and (c.host == host or not full_host)]
+        if not candidates:
+            return ((f"{self.limits.per_client} connections are open from {host}, the "
+                     "limit per client") if full_host else
+                    f"the broker has {len(self._connections)} connections open, its "
+                    "limit"), None
+        victim = min(candidates, key=lambda c: c.since)
+        victim.evicted = True
+        self._count(victim, -1)
+        return None, victim
+
+    def _count(self, connection: _Connection, step: int) -> None:
+        if step > 0:
+            self._connections[id(connection.sock)] = connection
+        else:
+            self._connections.pop(id(connection.sock), None)
+        left = self._open.get(connection.host, 0) + step
+        if left > 0:
+            self._open[connection.host] = left
+        else:
+            self._open.pop(connection.host, None)
+
+    def waiting(self, sock: Any, waiting: bool) -> None:
+        """A connection's handler says whether it waits for a request or serves one."""
+        with self._lock:
+            connection = self._connections.get(id(sock))
+            if connection is not None:
+                connection.waiting, connection.since = waiting, time.monotonic()
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.threads.submit(request, client_address)
+        try:
+            self.threads.submit(request, client_address)
+        except BaseException:
+            self._gone(request)  # no thread will ever end it: counted out here
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            host = str(client_address[0]) if client_address else "-"
-            with self._count_lock:
-                self._total -= 1
-                left = self._open.get(host, 1) - 1
-                if left > 0:
-                    self._open[host] = left
-                else:
-                    self._open.pop(host, None)
+            self._gone(request)
+
+    def _gone(self, request: Any) -> None:
+        with self._lock:
+            connection = self._connections.get(id(request))
+            if connection is not None and not connection.evicted:
+                self._count(connection, -1)
 
     def open_connections(self) -> int:
-        return self._total
+        return len(self._connections)
+
+    def serving(self) -> int:
+        """Connections in the middle of a request."""
+        with self._lock:
+            return sum(1 for c in self._connections.values() if not c.waiting)
 
     def server_close(self) -> None:
         super().server_close()

@@ -28,6 +28,7 @@ class Limits(ConnectionLimits):
     max_body: int = 64 * 1024 * 1024  # bytes a job may send or receive in one request
     max_parsed: int = 8 * 1024 * 1024  # bytes of a request body a view reads (job creation)
     buffered: int = 256 * 1024 * 1024  # bytes held in memory for all requests at once
+    buffered_share: int = 64 * 1024 * 1024  # of which one job, or one address, may hold
     rate: float = 50.0  # requests per second per job, sustained
     burst: int = 200
     in_flight: int = 32  # requests per job being served at once

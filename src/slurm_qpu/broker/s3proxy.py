@@ -130,7 +130,8 @@ _PREFIXED_QUERY = ("prefix", "start-after", "marker")
 _KEY_ELEMENTS = ("Key", "Prefix", "StartAfter", "Marker", "NextMarker")
 
 
-AUTH_FAILURES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch"})  # counted per address
+# refusals counted as failed authentications of the client's address
+AUTH_FAILURES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"})
 
 
 class StorageRefused(Exception):
@@ -343,11 +344,15 @@ def verify(signed: Signed, credentials: S3Credentials, now: datetime) -> None:
         raise StorageRefused(400, "AuthorizationHeaderMalformed",
                              f"the credential's date {signed.day} is not the request's date "
                              f"{signed.amz_date[:8]}")
+    if when - now > MAX_SKEW:  # (a date near the end of time must not overflow below)
+        raise StorageRefused(403, "RequestTimeTooSkewed",
+                             "The difference between the request time and the current time "
+                             "is too large.")
     if signed.expires is not None:
-        if now > when + timedelta(seconds=signed.expires):
+        if now - when > timedelta(seconds=signed.expires):
             raise denied(f"Request has expired: the presigned URL expired at "
                          f"{when + timedelta(seconds=signed.expires):%Y-%m-%dT%H:%M:%SZ}")
-    elif abs(now - when) > MAX_SKEW:
+    elif now - when > MAX_SKEW:
         raise StorageRefused(403, "RequestTimeTooSkewed",
                              "The difference between the request time and the current time "
                              "is too large.")
@@ -379,6 +384,7 @@ class Place:
     path: str  # below the store's endpoint: bucket, the lease's prefix, the job's key
     query: list[tuple[str, str]]  # decoded, listings confined to the prefix
     prefix: str  # the lease's, to take off the keys in the answer
+    names_keys: bool = False  # the answer names keys (listings, multipart uploads)
 
     def unprefixed(self, body: bytes) -> bytes:
         """The store's answer as the job must see it: keys without the lease's prefix
@@ -406,12 +412,15 @@ def place(method: str, bucket_and_key: str, query: Sequence[tuple[str, str]], st
     if bucket != store.bucket:
         raise denied(f"this job may use the bucket {store.bucket} only, not {bucket}")
     names = [name for name, _ in query]
+    names_keys = True
     if key:
         allowed = OBJECT_QUERY
         if method not in ("GET", "HEAD", "PUT", "DELETE", "POST") or (
                 method == "POST" and not {"uploads", "uploadId"} & set(names)):
             raise denied(f"{method} on an object is not available to jobs through the broker")
         pairs = list(query)
+        # a multipart upload's start, end and parts list; an object itself is the job's data
+        names_keys = method == "POST" or (method == "GET" and "uploadId" in names)
     elif method == "GET":  # a listing: inside the lease's prefix only
         allowed = LISTING_QUERY
         given = dict(query)
@@ -419,7 +428,7 @@ def place(method: str, bucket_and_key: str, query: Sequence[tuple[str, str]], st
         pairs += [(k, prefix + given.get(k, "")) for k in _PREFIXED_QUERY
                   if k == "prefix" or k in given]
     elif method == "HEAD" and set(names) <= {"x-id"}:
-        allowed, pairs = OBJECT_QUERY, list(query)
+        allowed, pairs, names_keys = OBJECT_QUERY, list(query), False
     elif method == "POST" and "delete" in names:
         raise denied("deleting several objects in one request (DeleteObjects) is not "
                      "available through the broker; delete them one by one")
@@ -430,7 +439,8 @@ def place(method: str, bucket_and_key: str, query: Sequence[tuple[str, str]], st
         if name not in allowed:
             raise denied(f"the S3 sub-resource or parameter '{name}' is not available to jobs "
                          "through the broker")
-    return Place(f"{raw_bucket}/{quote(prefix)}{key}" if key else raw_bucket, pairs, prefix)
+    return Place(f"{raw_bucket}/{quote(prefix)}{key}" if key else raw_bucket, pairs, prefix,
+                 names_keys)
 
 
 def store_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -460,6 +470,7 @@ class Outgoing:
     rechunk: ChunkResigner | None = None  # for chunk-signed aws-chunked bodies
     hide: tuple[str, ...] = ()  # the site's access key id: masked in the store's errors
     answer: Callable[[bytes], bytes] = lambda body: body  # keys named as the job knows them
+    names_keys: bool = False  # the answer names keys (Place.names_keys)
 
     def masked(self, body: bytes) -> bytes:
         for text in self.hide:
@@ -506,7 +517,7 @@ def forward(signed: Signed, rest: str, store: Store, job: S3Credentials,
             f"{when:%Y%m%d}/{store.region}/s3/aws4_request",
             headers["authorization"].rsplit("Signature=", 1)[1])
     return Outgoing(signed.method, url, headers, rechunk, (store.credentials.access_key_id,),
-                    target.unprefixed)
+                    target.unprefixed, target.names_keys)
 
 
 def chunk_signature(key: bytes, amz_date: str, scope: str, previous: str,
@@ -531,6 +542,9 @@ class ChunkResigner:
     site_date: str
     site_scope: str
     site_seed: str
+    # told each chunk's size before the chunk is held whole (the broker counts it in its
+    # memory budget, and may refuse it)
+    hold: Callable[[int], None] | None = field(default=None, compare=False)
 
     def __call__(self, stream: Iterable[bytes]) -> Iterator[bytes]:
         source = iter(stream)
@@ -560,6 +574,8 @@ class ChunkResigner:
             if size < 0 or size > MAX_CHUNK or name.strip() != "chunk-signature":
                 raise StorageRefused(400, "InvalidRequest",
                                      f"bad aws-chunked chunk header {header[:60]!r}")
+            if self.hold is not None:
+                self.hold(size)
             while len(buffer) < end + 2 + size + 2:
                 more()
             data = bytes(buffer[end + 2:end + 2 + size])

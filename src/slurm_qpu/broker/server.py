@@ -34,6 +34,7 @@ from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.admission import Budget, Holding, InFlight, RateLimiter, json_cost
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.httpserver import (
+    CHUNK,
     BrokerHTTPServer,
     BrokerRequestHandler,
     Refused,
@@ -62,7 +63,6 @@ audit = logging.getLogger("slurm_qpu.audit")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
 NODE_API_MAX_BODY = 64 * 1024
-PUBLIC_ROUTES = ("/v1/health", "/v1/catalog", "/metrics")  # no credentials, no job's data
 _LEASE_PATH = re.compile(r"^/v1/leases/([0-9]{1,12})$")
 _PROXY_PATH = re.compile(r"^/p/([A-Za-z_][A-Za-z0-9_]*)(?:/(.*))?$")
 
@@ -78,22 +78,56 @@ def check_path(raw: str) -> str:
     return raw
 
 
-def decoded(headers: Any, body: bytes, limit: int) -> bytes:
+def joined(parts: list[bytes], memory: Holding | None) -> bytes:
+    """The parts as one ``bytes``: for a moment both are in memory, and the budget says so
+    (the parts' share is given back once they are gone)."""
+    if len(parts) == 1:
+        return parts[0]
+    total = sum(map(len, parts))
+    if memory is not None:
+        memory.take(total, "the request body")
+    whole = b"".join(parts)
+    parts.clear()
+    if memory is not None:
+        memory.give(total)
+    return whole
+
+
+def _inflated(body: bytes, wbits: int, limit: int, memory: Holding | None) -> bytes | None:
+    """``body`` inflated a piece at a time, each counted in ``memory`` before the next is
+    made, or None once it would be over ``limit`` (zlib.error: not the data it says)."""
+    inflate = zlib.decompressobj(wbits)
+    pieces: list[bytes] = []
+    total, data = 0, body
+    while True:
+        before = len(data)
+        piece = inflate.decompress(data, CHUNK)
+        data = inflate.unconsumed_tail
+        total += len(piece)
+        if total > limit:
+            return None
+        if memory is not None:
+            memory.take(len(piece), "the decoded request body")
+        pieces.append(piece)
+        if (not data and len(piece) < CHUNK) or (not piece and len(data) >= before):
+            return joined(pieces, memory)
+
+
+def decoded(headers: Any, body: bytes, limit: int, memory: Holding | None = None) -> bytes:
     """A request body as a view must read it (the Pasqal SDK gzips its requests),
-    inflated no further than the limit: a small gzip bomb must not cost the broker its
-    memory."""
+    inflated no further than the limit, and counted in ``memory`` as it inflates: a small
+    gzip bomb must not cost the broker its memory."""
     encoding = str(headers.get("Content-Encoding") or "").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding != "gzip":
         raise Refused(415, f"request Content-Encoding {encoding} is not supported by the "
                            "broker")
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = inflate.decompress(body, limit + 1)
+        out = _inflated(body, 16 + zlib.MAX_WBITS, limit, memory)
     except zlib.error:
         raise Refused(400, "Content-Encoding says gzip but the body is not gzip data") from None
-    if len(out) > limit:
+    if out is None:
         raise Refused(413, f"request body is over the broker's limit of {limit} bytes")
     return out
 
@@ -107,12 +141,12 @@ def decoded_answer(body: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise Refused(502, f"the vendor's answer is {encoding}-encoded, which the broker "
                            "cannot read")
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
     try:
-        out = inflate.decompress(body, limit + 1)
+        out = _inflated(body, wbits, limit, None)
     except zlib.error:
         raise Refused(502, f"the vendor's answer is not the {encoding} data it says") from None
-    if len(out) > limit:
+    if out is None:
         raise Refused(502, "the vendor's answer is over the broker's limit")
     return out
 
@@ -178,7 +212,7 @@ class Broker:
         self.rates = RateLimiter(self.limits.rate, self.limits.burst)
         self.failures = RateLimiter(self.limits.auth_failures, self.limits.auth_burst)
         self.in_flight = InFlight(self.limits.in_flight)
-        self.memory = Budget(self.limits.buffered)
+        self.memory = Budget(self.limits.buffered, self.limits.buffered_share)
         # the vendors, kept alive between a job's requests (broker/upstream.py)
         self.http = Pool(connect_timeout=10.0, read_timeout=self.limits.upstream_timeout)
         self._upstreams: dict[tuple[str, str], Upstream] = {}
@@ -186,6 +220,12 @@ class Broker:
         self._server: BrokerHTTPServer | None = None
 
     # ------------------------------------------------------------------ upstreams
+
+    @property
+    def chunked_limit(self) -> int:
+        """A body without Content-Length (chunked) is held whole before it is sent on, and
+        for a moment twice (its pieces, and them joined): half a client's memory share."""
+        return min(self.limits.max_body, self.limits.buffered_share // 2)
 
     def upstream(self, lease: LeaseRecord, name: str, type_name: str) -> Upstream:
         settings = self.service.resource_settings(lease, name)
@@ -236,20 +276,20 @@ class _Exchange:
     def bytes_in(self) -> int:
         return self.body.read_bytes if self.body is not None else 0
 
-    def whole_body(self, limit: int) -> bytes:
+    def whole_body(self, limit: int, counted: bool = True) -> bytes:
         """The request body, read whole: every byte counted in the broker's memory budget
-        as it arrives, so a body's declared size does not decide what it costs."""
+        as it arrives (unless not ``counted``: a node's, at most 64 KiB, from root), so a
+        body's declared size does not decide what it costs."""
         request = self.request
-        if request.length is not None:
-            if request.length > limit:
-                raise request.over(limit, request.length)
-            self.memory.take(request.length, "the request body")
-            return request.read(limit)
+        if request.length is not None and request.length > limit:
+            raise request.over(limit, request.length)
+        memory = self.memory if counted else None
         parts = []
         for data in request.stream(limit):
-            self.memory.take(len(data), "the request body")
+            if memory is not None:
+                memory.take(len(data), "the request body")
             parts.append(data)
-        return b"".join(parts)
+        return joined(parts, memory) if parts else b""
 
     def send(self, status: int, body: bytes, content_type: str = "application/json",
              headers: dict[str, str] | None = None) -> None:
@@ -293,12 +333,12 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self) -> None:
             path, _, query = self.path.partition("?")
             who: dict[str, Any] = {"job": "-", "user": "-", "qpu": "-"}
-            with broker.memory.hold() as memory:
+            with broker.memory.hold(f"client {self.client_address[0]}") as memory:
                 ex = _Exchange(self, memory)
                 try:
                     ex.body = RequestBody(self.headers, self.rfile)
                     check_path(path)
-                    if path not in PUBLIC_ROUTES:
+                    if path.startswith("/p/"):
                         self._not_failing_too_often()
                     if path.startswith("/p/"):
                         self._proxy(ex, path, query, who)
@@ -343,8 +383,10 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                            ex.bytes_out, (time.monotonic() - ex.started) * 1000)
 
         def _not_failing_too_often(self) -> None:
-            """An address whose credentials failed too often waits before it is heard
-            again (checked before any credential is: that is the work it would cost)."""
+            """An address whose job credentials (tokens, S3 signatures) failed too often
+            waits before its next one is checked (that is the work it would cost). Node
+            requests are not held back: a job that keeps failing must not make its node's
+            prologs and epilogs wait; a bad MUNGE credential costs munged little."""
             wait = broker.failures.wait(self.client_address[0])
             if wait:
                 raise Refused(429, f"too many failed authentications from "
@@ -365,21 +407,17 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             value = str(self.headers.get("Authorization") or "")
             scheme, _, credential = value.partition(" ")
             if scheme != "MUNGE" or not credential:
-                self._failed()
                 raise Refused(401, "node requests need a MUNGE credential")
             try:
                 decoded = broker.decode(credential.strip())
             except munge.MungeError as exc:
-                self._failed()
                 raise Refused(401, str(exc)) from None
             if not any_uid and decoded.uid not in broker.node_uids:
-                self._failed()
                 raise Refused(403, (
                     f"uid {decoded.uid} may not manage leases (allowed: "
                     f"{', '.join(map(str, sorted(broker.node_uids)))})"))
-            body = ex.whole_body(NODE_API_MAX_BODY)
+            body = ex.whole_body(NODE_API_MAX_BODY, counted=False)
             if decoded.payload != munge_payload(self.command, path, body):
-                self._failed()
                 raise Refused(401, "the MUNGE credential was made for another request")
             return body
 
@@ -463,6 +501,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                                    "stops working when the job ends)")
             who["job"], who["user"] = lease.job_id, lease.user or "-"
             CURRENT_JOB.set(lease.job_id)
+            ex.memory.belongs_to(f"job {lease.job_id}")
             held = lease.holds(name)
             if held is None:
                 raise Refused(403, f"job {lease.job_id} did not request QPU {name} "
@@ -486,10 +525,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             bounded, when the view reads it), then answer it here or forward it."""
             if not body_read and view.wants_body(call):
                 limit = min(broker.limits.max_parsed, broker.limits.max_body)
-                raw = ex.whole_body(limit)
-                call.body = decoded(self.headers, raw, limit)
-                if call.body is not raw:
-                    ex.memory.take(len(call.body), "the decoded request body")
+                call.body = decoded(self.headers, ex.whole_body(limit), limit, ex.memory)
                 ex.memory.take(json_cost(call.body), "checking the request body")
             decision = view.authorize(caller, call)
             if not decision.allowed:
@@ -536,6 +572,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                     raise
                 who["job"], who["user"] = lease.job_id, lease.user or "-"
                 CURRENT_JOB.set(lease.job_id)
+                ex.memory.belongs_to(f"job {lease.job_id}")
                 if broker.rates.take(lease.job_id):
                     raise s3proxy.StorageRefused(503, "SlowDown", (
                         f"job {lease.job_id} is over its rate limit of "
@@ -562,7 +599,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                     f"{broker.limits.max_body} bytes"))
             content: Iterator[bytes] | None = None
             if ex.request.chunked:  # S3 wants a length: take the whole body first
-                whole = ex.whole_body(broker.limits.max_body)
+                whole = ex.whole_body(broker.chunked_limit)
                 content, length = iter([whole]), len(whole)
             elif length:
                 content = ex.request.stream(broker.limits.max_body)
@@ -570,6 +607,15 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             if length is not None:
                 headers["content-length"] = str(length)
             if out.rechunk is not None and content is not None:
+                chunk = [0]
+
+                def hold(size: int) -> None:
+                    # the chunk is held whole, copied once and sent with its new header
+                    ex.memory.give(chunk[0])
+                    chunk[0] = 3 * size
+                    ex.memory.take(chunk[0], "a signed upload chunk")
+
+                out.rechunk.hold = hold
                 content = out.rechunk(content)
             try:
                 response = broker.http.send(out.method, out.url, headers, content)
@@ -580,9 +626,10 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise s3proxy.StorageRefused(502, "ServiceUnavailable", (
                     f"the S3 store cannot be reached: {exc}")) from None
             with response:
-                # what names keys (listings, errors) is read: the keys lose the lease's prefix
-                reads = response.status >= 400 or response.header("Content-Type") in (
-                    "application/xml", "text/xml")
+                # answers that name keys (listings, multipart uploads, errors: decided by
+                # what was asked, never by what the store says the answer is) are read, to
+                # take the lease's prefix off the keys; objects stream as they are
+                reads = response.status >= 400 or out.names_keys
                 decision = Decision(on_response=lambda status, body: out.answer(
                     out.masked(body) if status >= 400 else body)) if reads else FORWARD
                 self._relay(ex, response, decision)
@@ -604,7 +651,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             if body is None and ex.request.chunked:
                 # unknown length: whole (and bounded) before the vendor hears of it, so a
                 # body refused half-way never reaches it as a truncated request
-                body = ex.whole_body(broker.limits.max_body)
+                body = ex.whole_body(broker.chunked_limit)
             elif body is None and ex.request.length:
                 # declared length, checked against the limit before the first byte: stream
                 # it (a client that sends less leaves the vendor an incomplete request,
@@ -645,11 +692,14 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                                   f"the vendor's answer broke off: {exc}") from None
                 if raw is None:
                     raise Refused(502, "the vendor's answer is over the broker's limit")
-                # counted, never refused: the vendor has acted on the request, and the view
-                # must see its answer (a job it created); other requests wait for the room
-                ex.memory.force(len(raw))
+                # the answer to a request that changed something is counted but never
+                # refused: the vendor has acted, and the view must see its answer (a job it
+                # created); other requests wait for the room. A read can be asked again.
+                count = ex.memory.take if self.command in ("GET", "HEAD") else \
+                    lambda n, what: ex.memory.force(n)
+                count(len(raw), "the vendor's answer")
                 raw = decoded_answer(raw, response.header("Content-Encoding"), limit)
-                ex.memory.force(len(raw) + json_cost(raw))
+                count(len(raw) + json_cost(raw), "checking the vendor's answer")
                 body = decision.on_response(response.status, raw)
                 self.send_response(response.status)
                 for k, v in keep:
