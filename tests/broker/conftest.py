@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from harness import StartBroker, broker_starter
+from harness import StartBroker, broker_starter, running_emulator
 
 if TYPE_CHECKING:
     from slurm_qpu.emulator import Emulator
@@ -16,12 +16,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
     """The vendors behind the broker: one emulator per test module, jobs done in 0.2 s."""
-    from slurm_qpu.emulator import Emulator, EmulatorConfig
-
-    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
-    emulator.start()
-    yield emulator
-    emulator.stop()
+    yield from running_emulator()
 
 
 @pytest.fixture

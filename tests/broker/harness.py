@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.server import Broker
 from slurm_qpu.broker.service import ConfigSource, LeaseService
 from slurm_qpu.vendor.munge import Decoded, MungeError
+
+if TYPE_CHECKING:
+    from slurm_qpu.emulator import Emulator
 
 
 def fake_credential(payload: bytes, uid: int = 0) -> str:
@@ -79,6 +82,16 @@ class BrokerUnderTest:
 
 
 StartBroker = Callable[..., BrokerUnderTest]
+
+
+def running_emulator() -> Iterator[Emulator]:
+    """The vendors behind the broker (for a module's fixture): jobs done in 0.2 s."""
+    from slurm_qpu.emulator import Emulator, EmulatorConfig
+
+    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
+    emulator.start()
+    yield emulator
+    emulator.stop()
 
 
 def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:

@@ -22,7 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "broker"))
 
-from harness import StartBroker, broker_starter
+from harness import StartBroker, broker_starter, running_emulator
 
 if TYPE_CHECKING:
     from slurm_qpu.emulator import Emulator
@@ -38,12 +38,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
     """The vendors behind the broker: one emulator per test module, jobs done in 0.2 s."""
-    from slurm_qpu.emulator import Emulator, EmulatorConfig
-
-    emulator = Emulator(EmulatorConfig(job_seconds=0.2))
-    emulator.start()
-    yield emulator
-    emulator.stop()
+    yield from running_emulator()
 
 
 @pytest.fixture

@@ -4,26 +4,14 @@ the broker's answers read back as they come, however many there are."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness import Answer
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def message(self) -> str:
-        return str(self.json().get("message"))
+Reply = Answer  # one answer as the broker sent it
 
 
 def connect(url: str, source: str | None = None, timeout: float = 10.0) -> socket.socket:
