@@ -2,7 +2,7 @@
  * python.c -- the Python half (spank_qpu_python.so): embed the system CPython and
  * expose Slurm to it as `_spank`. Loaded by pyload.c only when a callback needs it.
  *
- * Lab facts this file follows (see DESIGN.md):
+ * Facts found running Slurm 22.05, 24.11 and 26.05 that this file follows:
  *  - Slurm dlopen()s plugins RTLD_LOCAL; libpython must be promoted to
  *    RTLD_GLOBAL or C extensions (pydantic_core) fail with undefined symbols.
  *  - Initialise once per process and never finalise; slurmstepd forks tasks

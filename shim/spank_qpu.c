@@ -5,7 +5,7 @@
  *   1. whether a callback needs Python at all: a job that did not ask for
  *      --qpu never starts Python in any process, and
  *   2. what Slurm sees as the result, because Slurm's reaction to a failure
- *      depends on the callback (lab facts, DESIGN.md):
+ *      depends on the callback (seen on Slurm 22.05 to 26.05):
  *        option (sbatch/salloc/srun)  non-zero rejects the submission: wanted
  *        job_prolog / job_epilog      < 0 DRAINS THE NODE: never fail, Python
  *                                     records the problem for task_init

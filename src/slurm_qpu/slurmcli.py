@@ -1,5 +1,6 @@
-"""Talking to slurmctld through its command-line clients (pyslurm does not build against the
-Slurm versions Debian ships; see DESIGN.md). Only used by root-side handlers."""
+"""Talking to slurmctld through its command-line clients (pyslurm needs Slurm 25.11's
+headers, and no Debian suite reachable here ships that release: its API is not there to
+build against). Only used by root-side handlers."""
 
 from __future__ import annotations
 
