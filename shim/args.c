@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "contract.h"
 
 #ifndef PYHOME_DEFAULT
 #define PYHOME_DEFAULT "/usr"
@@ -24,8 +25,8 @@ void shim_args_parse(struct shim_args *a, int ac, char **av)
 {
 	memset(a, 0, sizeof(*a));
 	snprintf(a->pyhome, sizeof(a->pyhome), "%s", PYHOME_DEFAULT);
-	snprintf(a->module, sizeof(a->module), "%s", "slurm_qpu.spank");
-	snprintf(a->state_dir, sizeof(a->state_dir), "%s", "/var/lib/slurm-qpu");
+	snprintf(a->module, sizeof(a->module), "%s", QPU_HANDLER_MODULE);
+	snprintf(a->state_dir, sizeof(a->state_dir), "%s", QPU_DEFAULT_STATE_DIR);
 
 	for (int i = 0; i < ac; i++) {
 		if (take(av[i], "pyhome", a->pyhome, sizeof(a->pyhome)) ||

@@ -14,7 +14,7 @@ struct shim_args {
 	char venv[PATH_MAX];       /* venv=DIR     virtualenv whose site-packages hold slurm_qpu       */
 	char pythonpath[PATH_MAX]; /* pythonpath=DIR[:DIR]  prepended to sys.path (development)        */
 	char pytrace[PATH_MAX];    /* pytrace=FILE append one line per Python start-up (benchmarks)    */
-	char module[128];          /* module=NAME  handler module (default slurm_qpu.spank)            */
+	char module[128];          /* module=NAME  handler module (default QPU_HANDLER_MODULE)         */
 	char state_dir[PATH_MAX];  /* state_dir=DIR  lease records (shared with Python; %n = node)     */
 	int broker;                /* broker=URL given: credentials stay on the broker              */
 };

@@ -12,8 +12,10 @@
 
 #include <slurm/spank.h>
 
-#define PYTHON_HALF "spank_qpu_python.so"
-#define PYTHON_CALL_SYMBOL "spank_qpu_py_call"
+#include "contract.h"
+
+#define PYTHON_HALF QPU_PYTHON_HALF
+#define PYTHON_CALL_SYMBOL QPU_PYTHON_CALL_SYMBOL
 
 /*
  * What the Python half needs from the plugin. Slurm loads the plugin RTLD_LOCAL, so

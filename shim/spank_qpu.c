@@ -28,14 +28,15 @@
 #include <slurm/spank.h>
 
 #include "args.h"
+#include "contract.h"
 #include "python.h"
 
 SPANK_PLUGIN(qpu, 1);
 
-/* Slurm exports a job's SPANK options to prolog/epilog under this name, */
-#define OPTION_ENV "SPANK__SLURM_SPANK_OPTION_qpu_qpu"
-/* and to the job's tasks under this one (srun inside the job reads it back). */
-#define JOB_OPTION_ENV "SLURM_SPANK__SLURM_SPANK_OPTION_qpu_qpu"
+/*
+ * Slurm exports a job's --qpu value to its prolog/epilog as QPU_PROLOG_OPTION_ENV and to
+ * its tasks as QPU_JOB_OPTION_ENV (an srun inside the job reads it back): contract.h.
+ */
 
 char *shim_option_value;
 static int step_has_lease;   /* remote: the prolog left a lease record for this job here */
@@ -46,7 +47,7 @@ static char **init_av;
 static int option_cb(int val, const char *optarg, int remote);
 
 struct spank_option shim_qpu_option = {
-	"qpu", "NAME[,NAME...]",
+	QPU_OPTION_NAME, "NAME[,NAME...]",
 	"Quantum processor(s) to acquire for this job, by name, comma separated "
 	"(list: slurm-qpu list).",
 	1, 0, option_cb
@@ -73,14 +74,14 @@ static int job_wants_qpu(spank_t sp)
 		return 1;
 	if (spank_option_getopt(sp, &shim_qpu_option, &value) == ESPANK_SUCCESS && value)
 		return 1;
-	return getenv(OPTION_ENV) != NULL;
+	return getenv(QPU_PROLOG_OPTION_ENV) != NULL;
 }
 
 /*
  * Did this node's prolog record a lease for the job? A step can lack the --qpu option
  * although its job has one (the steps of a heterogeneous job's other components are
  * launched by an srun that never saw it), so remote callbacks also look on disk: a
- * stat(2), no Python. "%n" in state_dir is the short host name, here and in Python
+ * stat(2), no Python. QPU_NODE_PLACEHOLDER in state_dir is the short host name, here and in Python
  * (slurmstepd knows no node name a plugin can read before the tasks' environment exists).
  */
 static int lease_on_disk(spank_t sp, int ac, char **av)
@@ -97,13 +98,13 @@ static int lease_on_disk(spank_t sp, int ac, char **av)
 		return 0;
 	host[strcspn(host, ".")] = '\0';
 	shim_args_parse(&a, ac, av);
-	pct = strstr(a.state_dir, "%n");
+	pct = strstr(a.state_dir, QPU_NODE_PLACEHOLDER);
 	if (pct)
 		snprintf(dir, sizeof(dir), "%.*s%s%s", (int)(pct - a.state_dir), a.state_dir,
-			 host, pct + 2);
+			 host, pct + strlen(QPU_NODE_PLACEHOLDER));
 	else
 		snprintf(dir, sizeof(dir), "%s", a.state_dir);
-	snprintf(path, sizeof(path), "%s/jobs/%u.json", dir, job_id);
+	snprintf(path, sizeof(path), "%s/" QPU_LEASE_DIR "/%u" QPU_LEASE_SUFFIX, dir, job_id);
 	return stat(path, &st) == 0;
 }
 
@@ -140,7 +141,7 @@ static int option_cb(int val, const char *optarg, int remote)
 	 * again would start Python in every srun of the job for nothing.
 	 */
 	if (spank_context() == S_CTX_LOCAL && getenv("SLURM_JOB_ID")) {
-		const char *job_value = getenv(JOB_OPTION_ENV);
+		const char *job_value = getenv(QPU_JOB_OPTION_ENV);
 
 		option_inherited = job_value && !strcmp(job_value, shim_option_value);
 		if (option_inherited)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slurm_qpu import __version__
-from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG, DEFAULT_STATE_DIR
+from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG
+from slurm_qpu.shim_contract import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
     from slurm_qpu.config import QrmiConfig

@@ -24,6 +24,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from slurm_qpu.shim_contract import LEASE_DIR, LEASE_SUFFIX
+
 FORMAT_VERSION = 1
 # How a lease file of format N becomes format N + 1, for every N below FORMAT_VERSION: a
 # node upgraded while its jobs hold QPUs reads the files the old version wrote, and its
@@ -106,7 +108,7 @@ class LeaseStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.jobs = self.root / "jobs"
+        self.jobs = self.root / LEASE_DIR  # the shim stats files here (shim_contract)
         self.done = self.root / "done"
 
     def _ensure(self) -> None:
@@ -115,11 +117,11 @@ class LeaseStore:
 
     def path(self, job_id: int) -> Path:
         """Where a live (acquired or failed) lease is."""
-        return self.jobs / f"{int(job_id)}.json"
+        return self.jobs / f"{int(job_id)}{LEASE_SUFFIX}"
 
     def done_path(self, job_id: int) -> Path:
         """Where a released lease is kept."""
-        return self.done / f"{int(job_id)}.json"
+        return self.done / f"{int(job_id)}{LEASE_SUFFIX}"
 
     @contextlib.contextmanager
     def lock(self, job_id: int) -> Iterator[None]:

@@ -27,17 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slurm_qpu import __version__
+from slurm_qpu.broker.cli import DEFAULT_JOURNAL
+from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG
+from slurm_qpu.shim_contract import DEFAULT_STATE_DIR
 
 PROG = "slurm-qpu"
 MANUAL = "slurm-qpu manual"
 
-QRMI_CONFIG = "/etc/slurm/qrmi_config.json"
-NAMES = "/etc/slurm/qpu_names.json"
+QRMI_CONFIG = DEFAULT_CONFIG
+NAMES = str(Path(DEFAULT_CONFIG).with_name(CATALOG_NAME))
 PLUGSTACK = "/etc/slurm/plugstack.conf"
 PLUGSTACK_QPU = "/etc/slurm-qpu/plugstack.conf"
 BROKER_CONFIG = "/etc/slurm-qpu/qrmi_config.json"
-STATE_DIR = "/var/lib/slurm-qpu"
-JOURNAL = "/var/lib/slurm-qpu-broker/journal.sqlite"
+STATE_DIR = DEFAULT_STATE_DIR
+JOURNAL = DEFAULT_JOURNAL
 
 FILES: tuple[tuple[str, str], ...] = (
     (PLUGSTACK_QPU, "The plugin's line for Slurm's plugstack.conf (see spank_qpu(8)): the "

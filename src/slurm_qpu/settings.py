@@ -19,8 +19,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slurm_qpu.shim_contract import DEFAULT_STATE_DIR, NODE_PLACEHOLDER
+
 DEFAULT_CONFIG = "/etc/slurm/qrmi_config.json"
-DEFAULT_STATE_DIR = "/var/lib/slurm-qpu"
 CATALOG_NAME = "qpu_names.json"
 SHIM_KEYS = {"venv", "pyhome", "pythonpath", "pytrace", "module"}
 # logging's numeric levels, spelled out: importing logging costs every sbatch --qpu ~2 ms
@@ -66,7 +67,7 @@ class PluginSettings:
     def state_path(self, host: str | None = None) -> Path:
         """This node's state directory (``%n`` = ``host``, default the short host name)."""
         host = host or short_hostname()
-        return Path(self.state_dir.replace("%n", host))
+        return Path(self.state_dir.replace(NODE_PLACEHOLDER, host))
 
 
 def parse_args(args: list[str]) -> PluginSettings:

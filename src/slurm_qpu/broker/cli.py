@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slurm_qpu.settings import DEFAULT_CONFIG
+
 if TYPE_CHECKING:
     from slurm_qpu.redact import SecretSource
 
-DEFAULT_CONFIG = "/etc/slurm/qrmi_config.json"
 DEFAULT_JOURNAL = "/var/lib/slurm-qpu-broker/journal.sqlite"
 DEFAULT_PORT = 8291
 

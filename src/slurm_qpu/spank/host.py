@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-OPTION_ENV = "SPANK__SLURM_SPANK_OPTION_qpu_qpu"
+from slurm_qpu.shim_contract import PROLOG_OPTION_ENV as OPTION_ENV
 
 
 def spank() -> ModuleType:
