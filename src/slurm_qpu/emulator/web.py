@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -266,8 +268,7 @@ class Server:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; return the base URL."""
-        self._httpd = ThreadingHTTPServer((host, port), _handler_class(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), _handler_class(self))
         # a short poll interval: stop() waits for it, and tests start many servers
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
                                         kwargs={"poll_interval": 0.05},
@@ -282,8 +283,7 @@ class Server:
         return f"http://{host!s}:{port}"
 
     def serve_forever(self, host: str, port: int) -> None:
-        self._httpd = ThreadingHTTPServer((host, port), _handler_class(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), _handler_class(self))
         self._httpd.serve_forever()
 
     def stop(self) -> None:
@@ -291,6 +291,18 @@ class Server:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is no error of the emulator's (socketserver
+        would print a traceback for it); anything else goes to the log."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        logging.getLogger("slurm_qpu.emulator").exception(
+            "error answering %s", client_address)
 
 
 def _handler_class(server: Server) -> type[BaseHTTPRequestHandler]:
