@@ -166,7 +166,7 @@ cluster-down: $(PY_DEV)
 
 # manual pages: slurm-qpu(1) and its commands from the argparse parser, spank_qpu(8) by hand
 man: $(PY_DEV)
-	$(PY_DEV) -m slurm_qpu.manpages --out build/man && cp man/spank_qpu.8 build/man/
+	$(PY_DEV) tools/manpages.py --out build/man && cp man/spank_qpu.8 build/man/
 
 clean:
 	$(MAKE) -C shim clean

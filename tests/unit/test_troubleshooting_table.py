@@ -26,8 +26,7 @@ message without a row in the table fails this test:
   ``slurm.log_error`` and ``string.format`` format strings.
 
 Left out: ``src/slurm_qpu/lab/`` (the developers' test cluster, not something a site
-runs), the build-time tools (``manpages.py``, run when the packages are built) and the
-emulator's modules that imitate a vendor's API answers (``ibm_runtime``,
+runs) and the emulator's modules that imitate a vendor's API answers (``ibm_runtime``,
 ``ibm_system``, ``pasqal``, ``iam``, ``s3``, ``primitives``, ``tokens``): their messages
 are the vendor's words, which reach a user as ``<vendor message>`` and are covered by the
 vendor-message rows. The emulator's
@@ -64,7 +63,6 @@ MIN_KEY = 12
 PLACEHOLDER = "\x00"
 
 SKIPPED_DIRS = {"lab", "__pycache__"}
-BUILD_TOOLS = {"manpages.py"}  # run when the packages are built, never on a site
 EMULATED_VENDOR_APIS = {"ibm_runtime.py", "ibm_system.py", "pasqal.py", "iam.py", "s3.py",
                         "primitives.py", "tokens.py"}
 PROGRAMMING_ERRORS = {"AttributeError", "KeyError", "TypeError", "IndexError",
@@ -222,7 +220,7 @@ def source_files() -> list[Path]:
     files = []
     for path in sorted(SRC.rglob("*.py")):
         parts = set(path.relative_to(SRC).parts)
-        if parts & SKIPPED_DIRS or path.name in BUILD_TOOLS:
+        if parts & SKIPPED_DIRS:
             continue
         if path.parent.name == "emulator" and path.name in EMULATED_VENDOR_APIS:
             continue

@@ -1,6 +1,9 @@
 """Manual pages for ``slurm-qpu`` and its sub-commands, built from the real argparse parser.
 
-    python -m slurm_qpu.manpages --out build/man        (make man)
+    python tools/manpages.py --out build/man        (make man; the package builds)
+
+A build tool: it is not part of the installed package, and runs with a Python that has
+slurm_qpu installed (the dev venv, or the package's own venv while it is built).
 
 writes ``slurm-qpu.1`` and one ``slurm-qpu-<command>.1`` per sub-command of
 :func:`slurm_qpu.cli.build_parser`. A sub-command with sub-commands of its own
