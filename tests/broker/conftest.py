@@ -22,3 +22,14 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def start_broker(tmp_path: Path) -> Iterator[StartBroker]:
     yield from broker_starter(tmp_path)
+
+
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """For tests that set up the broker's logging: give pytest's back afterwards."""
+    import logging
+
+    root, audit = logging.getLogger(), logging.getLogger("slurm_qpu.audit")
+    saved = (root.handlers[:], root.level, audit.handlers[:], audit.propagate)
+    yield
+    root.handlers[:], root.level, audit.handlers[:], audit.propagate = saved

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +14,7 @@ CONFIG = {"resources": [{"name": "sim_a", "type": "local-simulator",
                          "environment": {"QRMI_LOCAL_SIM_API_KEY": "k-123456"}}]}
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """The broker sets up the process's logging; give pytest's back afterwards."""
-    root, audit = logging.getLogger(), logging.getLogger("slurm_qpu.audit")
-    saved = (root.handlers[:], root.level, audit.handlers[:], audit.propagate)
-    yield
-    root.handlers[:], root.level, audit.handlers[:], audit.propagate = saved
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 def write_config(tmp_path: Path, mode: int) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,7 @@ KEY = "site-api-key-4f9c2e7d"  # the configured API key a vendor's message echoe
 LATE_KEY = "late-qpu-key-8b31a0c6"  # the key of a QPU added after start-up
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    """These tests set up the broker's logging; give pytest's back afterwards."""
-    root, audit = logging.getLogger(), logging.getLogger("slurm_qpu.audit")
-    saved = (root.handlers[:], root.level, audit.handlers[:], audit.propagate)
-    yield
-    root.handlers[:], root.level, audit.handlers[:], audit.propagate = saved
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 def journal_text(b: BrokerUnderTest) -> str:

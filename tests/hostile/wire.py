@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
-from typing import Any
 from urllib.parse import urlsplit
 
-from harness import Answer
+from harness import Answer, wait_for
+
+wait_until = wait_for  # poll a predicate until it holds
 
 Reply = Answer  # one answer as the broker sent it
 
@@ -97,12 +97,3 @@ def request(method: str, path: str, headers: dict[str, str] | None = None,
     if body and length:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
