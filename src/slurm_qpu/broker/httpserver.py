@@ -15,15 +15,18 @@ library's server cost them (BENCHMARKS.md, item 3):
 Anyone who reaches the port can open connections, so what one client can cost the broker is
 bounded here, before any route runs (``ConnectionLimits``):
 
-* connections: at most ``connections`` open at once and ``per_client`` from one address;
-  past either, the client gets a 503 at once and the connection is closed (the descriptors
-  the broker may use are ``LimitNOFILE`` of its unit, far above both);
+* connections: at most ``connections`` open at once and ``per_client`` from one address.
+  At either limit the connection that has waited longest for a request is closed to make
+  room; only when all are in the middle of a request does a newcomer get a 503, written
+  without reading a byte of it (the descriptors the broker may use are ``LimitNOFILE`` of
+  its unit, far above both);
 * time: the next request on a kept-alive connection must begin within ``idle_seconds``,
-  its request line and headers must arrive within ``header_seconds`` (a client dripping
-  one header byte at a time is cut off), its body within ``body_seconds`` with no read
-  waiting longer than ``idle_seconds``; a write to a client that does not read waits
-  ``idle_seconds`` at most;
-* size: request line and headers together at most ``header_bytes``;
+  its request line and headers must arrive within ``header_seconds``, its body within
+  ``body_seconds``; the deadline is checked before every read of the socket (a client
+  dripping one byte at a time is cut off) and no read or write waits longer than
+  ``idle_seconds``;
+* form: request line and headers together at most ``header_bytes``, every line ended by
+  CRLF, every header a field name, a colon and a value, none folded;
 * framing (``RequestBody``): exactly one way of knowing where a body ends. A request with
   both Content-Length and Transfer-Encoding, a Transfer-Encoding other than exactly
   ``chunked``, several or malformed Content-Lengths, or a malformed chunk is refused and its
