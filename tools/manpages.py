@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slurm_qpu import __version__
-from slurm_qpu.broker.cli import DEFAULT_JOURNAL
+from slurm_qpu.cli.broker import DEFAULT_JOURNAL
 from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG
 from slurm_qpu.shim_contract import DEFAULT_STATE_DIR
 

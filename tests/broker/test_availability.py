@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from slurm_qpu.broker.availability import Availability, Reservations
+from slurm_qpu.cli.jobs import explain, parse_squeue
+from slurm_qpu.cli.status import broker_url, render_status
 from slurm_qpu.config import parse_config
 from slurm_qpu.resources.base import ResourceSpec
-from slurm_qpu.status_cli import broker_url, explain, parse_squeue, render_status
 
 CONFIG = parse_config({"resources": [
     {"name": "qa", "type": "local-simulator", "slurm": {"max_jobs": 3}},
@@ -185,8 +186,8 @@ def test_status_finds_the_broker_on_the_plugstack_line(tmp_path: Path,
 def test_status_without_a_broker_says_how_to_point_at_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from slurm_qpu import status_cli
     from slurm_qpu.cli import main
+    from slurm_qpu.cli import status as status_cli
 
     monkeypatch.delenv("SLURM_QPU_BROKER", raising=False)
     monkeypatch.setattr(status_cli, "PLUGSTACK", str(tmp_path / "none.conf"))

@@ -94,8 +94,8 @@ def test_log_format_json_puts_the_job_id_on_every_line_of_a_request(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from harness import lease_service, sim_resources
 
-    from slurm_qpu.broker.cli import _logging
     from slurm_qpu.broker.service import AcquireRequest
+    from slurm_qpu.cli.broker import _logging
 
     service = lease_service(tmp_path, sim_resources(tmp_path / "ledger.jsonl"))
     _logging("info", None, service.config, "json")

@@ -23,8 +23,8 @@ from harness import (
     write_config,
 )
 
-from slurm_qpu.broker.cli import _logging
 from slurm_qpu.broker.client import munge_payload
+from slurm_qpu.cli.broker import _logging
 from slurm_qpu.redact import MASK
 
 KEY = "site-api-key-4f9c2e7d"  # the configured API key a vendor's message echoes

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from slurm_qpu import runner
+from slurm_qpu.cli import run as runner
 from slurm_qpu.resources import registry
 from slurm_qpu.resources.base import (
     FelisProgram,
@@ -775,7 +775,7 @@ CHILD = textwrap.dedent("""\
     sys.path.insert(0, {tests!r})
     from slurm_qpu.resources import registry
     registry.BUILTIN["fake-qpu"] = "test_runner:FakeQpuType"
-    from slurm_qpu import runner
+    from slurm_qpu.cli import run as runner
     from test_runner import parse
     sys.exit(runner.main(parse(sys.argv[1:])))
     """)

@@ -31,7 +31,7 @@ def _by(value: str) -> list[str]:
     return groups
 
 
-def _usage(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     try:
         rows = from_sacct(args.since, args.until, users=args.user, accounts=args.account)
     except (UsageError, OSError) as exc:
@@ -57,4 +57,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--account", help="only these accounts (comma list)")
     p.add_argument("--qpu", help="only these QPUs (comma list)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.set_defaults(func=_usage)
+    p.set_defaults(func=main)
