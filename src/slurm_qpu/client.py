@@ -30,14 +30,14 @@ from urllib.parse import urlsplit
 from slurm_qpu.jobenv import JobEnvError, job_resource, job_resources
 from slurm_qpu.resources.base import QuantumResource, ResourceError, ResourceSpec
 
-__all__ = ["ClientError", "ibm_backend", "ibm_service", "ibm_session", "pasqal_client",
-           "pulser_connection", "qpus", "resource"]
+__all__ = ["ClientError", "JobEnvironmentError", "ibm_backend", "ibm_service", "ibm_session",
+           "pasqal_client", "pulser_connection", "qpus", "resource"]
 
-IBM_COMPUTE = "ibm-quantum-compute-service"
-PASQAL_CLOUD = "pasqal-cloud"
-QCS = "QRMI_IBM_QCS_"
-PASQAL = "QRMI_PASQAL_CLOUD_"
-DEFAULT_IAM = "https://iam.cloud.ibm.com"
+_IBM_COMPUTE = "ibm-quantum-compute-service"
+_PASQAL_CLOUD = "pasqal-cloud"
+_QCS = "QRMI_IBM_QCS_"
+_PASQAL = "QRMI_PASQAL_CLOUD_"
+_DEFAULT_IAM = "https://iam.cloud.ibm.com"
 
 
 class ClientError(ResourceError):
@@ -109,8 +109,8 @@ _services: dict[tuple[str, ...], Any] = {}
 def ibm_service(name: str | None = None, environ: Mapping[str, str] | None = None) -> Any:
     """A ``QiskitRuntimeService`` for the job's IBM QPU, with the job's credentials (one
     per endpoint and key: later calls return the same service)."""
-    spec = _spec(name, environ, IBM_COMPUTE)
-    key = tuple(spec.environment.get(QCS + k, "") for k in
+    spec = _spec(name, environ, _IBM_COMPUTE)
+    key = tuple(spec.environment.get(_QCS + k, "") for k in
                 ("ENDPOINT", "IAM_ENDPOINT", "IAM_APIKEY", "SERVICE_CRN"))
     if key not in _services:
         _services[key] = _new_ibm_service(spec)
@@ -119,9 +119,9 @@ def ibm_service(name: str | None = None, environ: Mapping[str, str] | None = Non
 
 def _new_ibm_service(spec: ResourceSpec) -> Any:
     runtime = _import("qiskit_ibm_runtime", "ibm")
-    endpoint = _setting(spec, QCS + "ENDPOINT").rstrip("/")
-    iam = spec.environment.get(QCS + "IAM_ENDPOINT") or DEFAULT_IAM
-    if iam.rstrip("/") != DEFAULT_IAM:
+    endpoint = _setting(spec, _QCS + "ENDPOINT").rstrip("/")
+    iam = spec.environment.get(_QCS + "IAM_ENDPOINT") or _DEFAULT_IAM
+    if iam.rstrip("/") != _DEFAULT_IAM:
         os.environ["IAM_URL"] = iam.rstrip("/")  # read by qiskit-ibm-runtime >= 0.49
     if not _is_ibm_cloud(endpoint):
         # An on-prem gateway or the emulator: its instance is not in IBM Cloud's global
@@ -134,13 +134,13 @@ def _new_ibm_service(spec: ResourceSpec) -> Any:
 
     base = endpoint.removesuffix("/api/v1")
     return runtime.QiskitRuntimeService(
-        channel="ibm_quantum_platform", token=_setting(spec, QCS + "IAM_APIKEY"),
-        instance=_setting(spec, QCS + "SERVICE_CRN"), url=base, url_resolver=resolve)
+        channel="ibm_quantum_platform", token=_setting(spec, _QCS + "IAM_APIKEY"),
+        instance=_setting(spec, _QCS + "SERVICE_CRN"), url=base, url_resolver=resolve)
 
 
 def ibm_backend(name: str | None = None, environ: Mapping[str, str] | None = None) -> Any:
     """The job's IBM QPU as a qiskit-ibm-runtime backend (for transpiling, or as ``mode``)."""
-    spec = _spec(name, environ, IBM_COMPUTE)
+    spec = _spec(name, environ, _IBM_COMPUTE)
     return ibm_service(spec.name, environ).backend(spec.name)
 
 
@@ -149,11 +149,11 @@ def ibm_session(name: str | None = None, environ: Mapping[str, str] | None = Non
     ``Session`` (or ``Batch`` when the QPU is configured with SESSION_MODE=batch): pass it
     as ``mode=`` to SamplerV2/EstimatorV2. The plugin closes it when the job ends; closing it
     earlier (``with`` block, ``.close()``) ends it for the rest of the job too."""
-    spec = _spec(name, environ, IBM_COMPUTE)
+    spec = _spec(name, environ, _IBM_COMPUTE)
     session_id = _setting(spec, "QRMI_JOB_ACQUISITION_TOKEN")
     runtime = _import("qiskit_ibm_runtime", "ibm")
     service = ibm_service(spec.name, environ)
-    mode = spec.environment.get(QCS + "SESSION_MODE", "dedicated")
+    mode = spec.environment.get(_QCS + "SESSION_MODE", "dedicated")
     cls = runtime.Batch if mode == "batch" else runtime.Session
     return cls.from_id(session_id, service)
 
@@ -164,24 +164,24 @@ def _pasqal_kwargs(spec: ResourceSpec) -> dict[str, Any]:
     """Keyword arguments shared by PasqalCloudClient and PasqalCloudConnection."""
     endpoints_mod = _import("pasqal_cloud.endpoints", "pasqal")
     env = spec.environment
-    base = (env.get(PASQAL + "BASE_URL") or "https://apis.pasqal.cloud").rstrip("/")
+    base = (env.get(_PASQAL + "BASE_URL") or "https://apis.pasqal.cloud").rstrip("/")
     kwargs: dict[str, Any] = {
-        "project_id": _setting(spec, PASQAL + "PROJECT_ID"),
+        "project_id": _setting(spec, _PASQAL + "PROJECT_ID"),
         "endpoints": endpoints_mod.Endpoints(core=f"{base}/core-fast",
                                              account=f"{base}/account"),
     }
-    token_url = env.get(PASQAL + "AUTH_ENDPOINT")
+    token_url = env.get(_PASQAL + "AUTH_ENDPOINT")
     if token_url and "://" not in token_url:
         token_url = "https://" + token_url
-    username = env.get(PASQAL + "USERNAME") or env.get("PASQAL_USERNAME")
-    password = env.get(PASQAL + "PASSWORD") or env.get("PASQAL_PASSWORD")
+    username = env.get(_PASQAL + "USERNAME") or env.get("PASQAL_USERNAME")
+    password = env.get(_PASQAL + "PASSWORD") or env.get("PASQAL_PASSWORD")
     if username and password:
         kwargs.update(username=username, password=password)
         if token_url:
             kwargs["auth_config"] = endpoints_mod.TokenProviderConf(
                 token_endpoint=token_url,
-                public_client_id=env.get(PASQAL + "CLIENT_ID") or "slurm-qpu",
-                audience=env.get(PASQAL + "AUDIENCE") or "https://apis.pasqal.cloud/account/api/v1",
+                public_client_id=env.get(_PASQAL + "CLIENT_ID") or "slurm-qpu",
+                audience=env.get(_PASQAL + "AUDIENCE") or "https://apis.pasqal.cloud/account/api/v1",
                 realm="pcs-users", grant_type="http://auth0.com/oauth/grant-type/password-realm")
         return kwargs
     kwargs["token_provider"] = _token_provider(spec)
@@ -206,7 +206,7 @@ def _token_provider(spec: ResourceSpec) -> Any:
 
 def pasqal_client(name: str | None = None, environ: Mapping[str, str] | None = None) -> Any:
     """A ``PasqalCloudClient`` (pasqal-cloud SDK) for the job's Pasqal Cloud QPU."""
-    spec = _spec(name, environ, PASQAL_CLOUD)
+    spec = _spec(name, environ, _PASQAL_CLOUD)
     sdk = _import("pasqal_cloud.pasqal_cloud_client", "pasqal")
     return sdk.PasqalCloudClient(**_pasqal_kwargs(spec))
 
@@ -215,7 +215,7 @@ def pulser_connection(name: str | None = None,
                       environ: Mapping[str, str] | None = None) -> Any:
     """A pulser ``PasqalCloudConnection`` for the job's Pasqal Cloud QPU:
     ``pulser.QPUBackend(seq, connection=client.pulser_connection())``."""
-    spec = _spec(name, environ, PASQAL_CLOUD)
+    spec = _spec(name, environ, _PASQAL_CLOUD)
     connection = _import("pasqal_cloud.pasqal_cloud_connection", "pasqal")
     return connection.PasqalCloudConnection(**_pasqal_kwargs(spec))
 

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from slurm_qpu.resources.base import JobContext, ResourceError, ResourceSpec
 from slurm_qpu.types import current_environment, current_type
 
+__all__ = ["DELIMITER", "LEGACY_RESOURCES", "LEGACY_TYPES", "RESOURCES", "TIMEOUT_KEY",
+           "TOKEN_KEY", "TYPES", "JobEnvError", "job_resource", "job_resources"]
+
 RESOURCES = "QRMI_JOB_QPU_RESOURCES"
 TYPES = "QRMI_JOB_QPU_TYPES"
 LEGACY_RESOURCES = "SLURM_JOB_QPU_RESOURCES"

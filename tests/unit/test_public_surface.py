@@ -1,0 +1,57 @@
+"""The public surface is declared: each public module lists what it offers in ``__all__``
+(a job's program: ``slurm_qpu.client`` and the environment reader ``slurm_qpu.jobenv``; a
+site's vendor: ``slurm_qpu.resources``; the package itself), everything listed is there,
+and everything a module defines without a leading underscore is listed. A new public
+name is a decision, made here, not an accident of a module's layout."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+
+import pytest
+
+PUBLIC = ["slurm_qpu", "slurm_qpu.client", "slurm_qpu.jobenv", "slurm_qpu.resources"]
+NOT_API = {"TYPE_CHECKING"}  # the import-cost idiom: a module constant, not an offer
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_everything_a_public_module_lists_is_there(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__all__, name
+    for member in module.__all__:
+        assert getattr(module, member, None) is not None, f"{name}.{member}"
+    assert len(set(module.__all__)) == len(module.__all__)
+
+
+def defined_names(module: object) -> set[str]:
+    """Names a module's own source binds at its top level (definitions and assignments)."""
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")} - NOT_API
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_everything_a_public_module_defines_is_listed_or_private(name: str) -> None:
+    module = importlib.import_module(name)
+    unlisted = defined_names(module) - set(module.__all__)
+    assert not unlisted, f"{name} defines {sorted(unlisted)} without listing them in " \
+                         "__all__: list them, or make them private (a leading underscore)"
+
+
+def test_a_name_that_is_not_offered_is_an_attribute_error() -> None:
+    import slurm_qpu
+    import slurm_qpu.resources
+
+    with pytest.raises(AttributeError):
+        slurm_qpu.no_such_name  # noqa: B018
+    with pytest.raises(AttributeError):
+        slurm_qpu.resources.no_such_name  # noqa: B018
