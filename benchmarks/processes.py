@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slurm_qpu import munge
 from slurm_qpu.lab.cluster import start_munged
-from slurm_qpu.vendor import munge
 
 ROOT = Path(__file__).resolve().parents[1]
 

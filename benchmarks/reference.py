@@ -97,7 +97,7 @@ def qrmi_client() -> Client:
 
 def our_client() -> Client:
     from slurm_qpu import client
-    from slurm_qpu.resources.base import QiskitPrimitive, TaskStatus
+    from slurm_qpu.vendors.common.base import QiskitPrimitive, TaskStatus
 
     final = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
     payload = QiskitPrimitive(PAYLOAD, "sampler")

@@ -23,8 +23,8 @@ _LAZY = {
     "QrmiConfig": "slurm_qpu.config",
     "ResourceDef": "slurm_qpu.config",
     "load_config": "slurm_qpu.config",
-    "QuantumResource": "slurm_qpu.resources.base",
-    "ResourceSpec": "slurm_qpu.resources.base",
+    "QuantumResource": "slurm_qpu.vendors.common.base",
+    "ResourceSpec": "slurm_qpu.vendors.common.base",
 }
 
 # `typing` costs ~10 ms to import and every `sbatch --qpu` imports this package: a local
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
-    from slurm_qpu.resources.base import QuantumResource, ResourceSpec
+    from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec
 
 
 def __getattr__(name: str) -> Any:

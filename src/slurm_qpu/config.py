@@ -117,7 +117,7 @@ class ResourceDef(BaseModel):
     @field_validator("type")
     @classmethod
     def _type_is_known(cls, type_name: str) -> str:
-        from slurm_qpu.resources.registry import known_type_names
+        from slurm_qpu.vendors.registry import known_type_names
 
         known = known_type_names()
         if type_name not in known:

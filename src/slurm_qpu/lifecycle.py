@@ -18,18 +18,18 @@ from slurm_qpu.names import RequestError, parse_request
 from slurm_qpu.overrides import apply as apply_overrides
 from slurm_qpu.overrides import decode as decode_overrides
 from slurm_qpu.redact import secrets_of
-from slurm_qpu.resources import registry
-from slurm_qpu.resources.base import (
+from slurm_qpu.selection import UNKNOWN_PLACEMENT, check_request
+from slurm_qpu.settings import PluginSettings
+from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
+from slurm_qpu.usage import QpuUsage
+from slurm_qpu.vendors import registry
+from slurm_qpu.vendors.common.base import (
     JobContext,
     NotAccessible,
     QuantumResource,
     ResourceError,
     ResourceSpec,
 )
-from slurm_qpu.selection import UNKNOWN_PLACEMENT, check_request
-from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
-from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)
 ResourceFactory = Callable[[ResourceSpec], QuantumResource]

@@ -12,58 +12,35 @@ sends. Standard library only (runs at submit time).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from slurm_qpu.types import LEGACY_TYPES, current_type
+from slurm_qpu.vendors.builtin import vendors
+from slurm_qpu.vendors.record import Allowed
 
 # The job-control variable sbatch/salloc pass to the prolog (Slurm prefixes it SPANK_).
 CONTROL_NAME = "SLURM_QPU_OVERRIDES"
 PROLOG_ENV = "SPANK_" + CONTROL_NAME
-MAX_SESSION_TTL = 8 * 3600
 
 
-def _choice(*allowed: str) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in allowed else f"expected one of {', '.join(allowed)}"
-    return check
+def _allowed(type_name: str) -> tuple[Allowed, ...]:
+    """A type's allow-list, from its vendor's record (a site's vendor's too: only then is
+    the registry of entry points read)."""
+    current = current_type(type_name)
+    record = vendors().get(current)
+    if record is None:
+        from slurm_qpu.vendors.registry import site_vendor
 
-
-def _seconds(low: int, high: int) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        # plain ASCII digits: int() also takes " 60", "+60", "1_000" and other scripts'
-        # digits, which the value is passed on as and QRMI cannot parse
-        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-            return f"expected whole seconds between {low} and {high}"
-        return None
-    return check
-
-
-@dataclass(frozen=True)
-class Allowed:
-    key: str  # without the resource-name prefix
-    check: Callable[[str], str | None]  # None when the value is acceptable, else why not
-    meaning: str
-
-
-ALLOWED: dict[str, tuple[Allowed, ...]] = {
-    "ibm-quantum-compute-service": (
-        Allowed("QRMI_IBM_QCS_SESSION_MODE", _choice("dedicated", "batch"),
-                "session mode (dedicated or batch)"),
-        Allowed("QRMI_IBM_QCS_SESSION_MAX_TTL", _seconds(60, MAX_SESSION_TTL),
-                "longest life of the job's session, in seconds"),
-        Allowed("QRMI_IBM_QCS_TIMEOUT_SECONDS", _seconds(1, MAX_SESSION_TTL),
-                "per-task timeout, in seconds"),
-    ),
-    "ibm-quantum-system": (
-        Allowed("QRMI_IBM_QS_TIMEOUT_SECONDS", _seconds(1, MAX_SESSION_TTL),
-                "per-task timeout, in seconds"),
-    ),
-}
+        try:
+            record = site_vendor(current)
+        except Exception:  # a broken site plugin: nothing may be overridden
+            record = None
+    return record.overrides if record is not None else ()
 
 
 def allowed_keys(type_name: str) -> dict[str, Allowed]:
-    return {a.key: a for a in ALLOWED.get(current_type(type_name), ())}
+    return {a.key: a for a in _allowed(type_name)}
 
 
 def _current_key(type_name: str, key: str) -> str:

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from slurm_qpu.names import RequestError, check_known
+from slurm_qpu.types import current_type
+from slurm_qpu.vendors.builtin import vendors
 
 PREFIX = "any:"
 KEYS = ("name", "type", "num_qubits", "min_qubits", "is_simulator", "status")
@@ -127,10 +129,11 @@ def parse_selection(item: str) -> Selection:
 
 
 def simulator_by_type(type_name: str, name: str) -> bool:
-    """Whether a QPU is a simulator when its config does not say: the built-in simulator
-    and Pasqal's emulators (their device types, the QPU's name, start with EMU_)."""
-    return type_name == "local-simulator" or (
-        type_name == "pasqal-cloud" and name.startswith("EMU_"))
+    """Whether a QPU is a simulator when its config does not say, by its vendor's record:
+    the built-in simulator whatever its name, Pasqal's emulators (their device types, the
+    QPU's name, start with EMU_)."""
+    record = vendors().get(current_type(type_name))
+    return record is not None and name.startswith(record.simulator_prefixes)
 
 
 @dataclass(frozen=True)

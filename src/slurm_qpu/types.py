@@ -1,4 +1,5 @@
-"""Resource type names: the current QRMI names, the legacy ones, and how legacy maps to current.
+"""Resource type names: the current QRMI names, the legacy ones, and how legacy maps to current,
+as the built-in vendors' records declare them.
 
 Standard library only (used at submit time).
 """
@@ -7,18 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from slurm_qpu.vendors.builtin import vendors
+
 # The network-free type built into slurm-qpu, for tests, the demo and site smoke tests.
 LOCAL_SIMULATOR = "local-simulator"
-
-CURRENT_TYPES = (
-    "ibm-quantum-compute-service",
-    "ibm-quantum-system",
-    "pasqal-cloud",
-    "pasqal-local",
-    "iqm-server",
-    "alice-bob-felis",
-    LOCAL_SIMULATOR,
-)
 
 
 @dataclass(frozen=True)
@@ -29,13 +22,11 @@ class LegacyType:
     current_prefix: str  # the same keys under the current type
 
 
+# every built-in vendor's names, from its record (slurm_qpu/vendors/<vendor>/__init__.py)
+CURRENT_TYPES = tuple(vendors())
 LEGACY_TYPES = {
-    t.legacy: t
-    for t in (
-        LegacyType("qiskit-runtime-service", "ibm-quantum-compute-service",
-                   "QRMI_IBM_QRS_", "QRMI_IBM_QCS_"),
-        LegacyType("direct-access", "ibm-quantum-system", "QRMI_IBM_DA_", "QRMI_IBM_QS_"),
-    )
+    old.name: LegacyType(old.name, v.type_name, old.env_prefix, v.env_prefix)
+    for v in vendors().values() for old in v.legacy
 }
 
 

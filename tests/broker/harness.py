@@ -18,7 +18,7 @@ from slurm_qpu.broker.journal import Journal
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.server import Broker
 from slurm_qpu.broker.service import ConfigSource, LeaseService
-from slurm_qpu.vendor.munge import Decoded, MungeError
+from slurm_qpu.munge import Decoded, MungeError
 
 if TYPE_CHECKING:
     from slurm_qpu.emulator import Emulator

@@ -13,7 +13,7 @@ from slurm_qpu.broker.availability import Availability, Reservations
 from slurm_qpu.cli.jobs import explain, parse_squeue
 from slurm_qpu.cli.status import broker_url, render_status
 from slurm_qpu.config import parse_config
-from slurm_qpu.resources.base import ResourceSpec
+from slurm_qpu.vendors.common.base import ResourceSpec
 
 CONFIG = parse_config({"resources": [
     {"name": "qa", "type": "local-simulator", "slurm": {"max_jobs": 3}},

@@ -143,8 +143,8 @@ def test_status_needs_a_munge_credential_from_any_uid(start_broker: StartBroker,
 def test_slurm_qpu_status_asks_with_the_users_munge_credential(
         start_broker: StartBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from slurm_qpu import munge
     from slurm_qpu.cli import main
-    from slurm_qpu.vendor import munge
 
     b = start_broker(sim_resources(tmp_path / "ledger.jsonl"))
     b.acquire(5, "sim_a")

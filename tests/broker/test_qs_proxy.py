@@ -35,13 +35,13 @@ from qs_harness import (
 )
 
 from slurm_qpu import client
-from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.broker.views import IbmQuantumSystemView
 from slurm_qpu.emulator import Emulator, Fault
-from slurm_qpu.resources.base import QiskitPrimitive, TaskStatus
-from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError
-from slurm_qpu.vendor.s3 import S3Client, S3Credentials, authorization, presign
+from slurm_qpu.vendors.common.base import QiskitPrimitive, TaskStatus
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorAuthError
+from slurm_qpu.vendors.common.s3 import S3Client, S3Credentials, authorization, presign
+from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
+from slurm_qpu.vendors.ibm_quantum_system.view import IbmQuantumSystemView
 
 
 @pytest.fixture
@@ -355,7 +355,7 @@ def signed_chunks(job: Job, key: str, pieces: list[bytes], tamper: bool = False
     """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload signed with the job's credentials."""
     when = datetime.now(UTC).replace(microsecond=0)
     amz_date, scope = f"{when:%Y%m%dT%H%M%SZ}", f"{when:%Y%m%d}/{REGION}/s3/aws4_request"
-    from slurm_qpu.vendor.s3 import signing_key
+    from slurm_qpu.vendors.common.s3 import signing_key
 
     k = signing_key(job.credentials.secret_access_key, f"{when:%Y%m%d}", REGION)
     url = f"{job.s3_endpoint}{BUCKET}/{key}"
@@ -503,7 +503,7 @@ def aws_body(signatures: list[str]) -> bytes:
 
 
 def resigner(site_secret: str = AWS_KEY) -> s3proxy.ChunkResigner:
-    from slurm_qpu.vendor.s3 import signing_key
+    from slurm_qpu.vendors.common.s3 import signing_key
 
     job_key = signing_key(AWS_KEY, "20130524", "us-east-1")
     site_key = signing_key(site_secret, "20130524", "us-east-1")
@@ -523,7 +523,7 @@ def test_chunk_signatures_match_awss_chunked_upload_example() -> None:
 
 
 def test_chunks_are_signed_again_with_the_sites_key_at_the_same_length() -> None:
-    from slurm_qpu.vendor.s3 import signing_key
+    from slurm_qpu.vendors.common.s3 import signing_key
 
     body = aws_body(AWS_CHUNKS)
     out = b"".join(resigner("site-secret")(pieces_of(body, 7000)))

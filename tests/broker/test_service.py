@@ -18,7 +18,7 @@ from slurm_qpu.broker.journal import Held, Journal, State
 from slurm_qpu.broker.service import EXPIRY_GRACE_SECONDS, AcquireRequest, LeaseService
 from slurm_qpu.lifecycle import default_factory
 from slurm_qpu.redact import is_secret_key
-from slurm_qpu.resources.base import ResourceSpec
+from slurm_qpu.vendors.common.base import ResourceSpec
 
 PUBLIC = "http://broker.test:8291"
 

@@ -19,8 +19,8 @@ from slurm_qpu import client
 from slurm_qpu.config import ResourceDef
 from slurm_qpu.emulator import Emulator, EmulatorConfig
 from slurm_qpu.envcontract import Acquired, build
-from slurm_qpu.resources.base import JobContext, ResourceSpec
-from slurm_qpu.resources.registry import create
+from slurm_qpu.vendors.common.base import JobContext, ResourceSpec
+from slurm_qpu.vendors.registry import create
 
 
 @pytest.fixture(scope="module")

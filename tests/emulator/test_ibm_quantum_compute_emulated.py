@@ -16,15 +16,15 @@ from slurm_qpu.emulator.iam import IamService
 from slurm_qpu.emulator.ibm_runtime import IbmRuntimeService, ibm_runtime_services
 from slurm_qpu.emulator.tokens import TokenIssuer
 from slurm_qpu.emulator.web import Server
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     JobContext,
     QiskitPrimitive,
     ResourceSpec,
     TaskNotReady,
     TaskStatus,
 )
-from slurm_qpu.resources.ibm_quantum_compute import IbmQuantumCompute, IbmQuantumComputeType
-from slurm_qpu.vendor.http import RetryPolicy, VendorNotFound
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorNotFound
+from slurm_qpu.vendors.ibm_quantum_compute.resource import IbmQuantumCompute, IbmQuantumComputeType
 
 Serve = Callable[..., Server]
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=10.0)

@@ -20,15 +20,15 @@ from slurm_qpu.emulator.ibm_system import QuantumSystemService, ibm_system_servi
 from slurm_qpu.emulator.s3 import S3Service, object_url, presign
 from slurm_qpu.emulator.tokens import TokenIssuer
 from slurm_qpu.emulator.web import Server
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     JobContext,
     QiskitPrimitive,
     ResourceSpec,
     TaskNotReady,
     TaskStatus,
 )
-from slurm_qpu.resources.ibm_quantum_system import IbmQuantumSystemType, Lanes
-from slurm_qpu.vendor.http import RetryPolicy, VendorUnavailable
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorUnavailable
+from slurm_qpu.vendors.ibm_quantum_system.resource import IbmQuantumSystemType, Lanes
 
 QPU = "ibm_kawasaki"
 BUCKET = "qpu-jobs"

@@ -641,9 +641,9 @@ def test_qrmi_with_user_credentials_stops_a_task_and_sees_maintenance(
 
 def slurm_qpu_resource(pasqal: Pasqal, name: str = "FRESNEL",
                        **overrides: str) -> Any:
-    from slurm_qpu.resources.base import ResourceSpec
-    from slurm_qpu.resources.pasqal_cloud import PasqalCloudType
-    from slurm_qpu.vendor.http import RetryPolicy
+    from slurm_qpu.vendors.common.base import ResourceSpec
+    from slurm_qpu.vendors.common.http import RetryPolicy
+    from slurm_qpu.vendors.pasqal_cloud.resource import PasqalCloudType
 
     entry = next(e for e in pasqal.core.qrmi_resources(pasqal.url) if e["name"] == name)
     spec = ResourceSpec(name, "pasqal-cloud", {**entry["environment"], **overrides})
@@ -651,7 +651,7 @@ def slurm_qpu_resource(pasqal: Pasqal, name: str = "FRESNEL",
 
 
 def test_slurm_qpu_pasqal_cloud_type_runs_a_sequence(pasqal: Pasqal, sequence: str) -> None:
-    from slurm_qpu.resources.base import PasqalSequence, TaskStatus
+    from slurm_qpu.vendors.common.base import PasqalSequence, TaskStatus
 
     resource = slurm_qpu_resource(pasqal)
     assert resource.is_accessible()
@@ -671,7 +671,7 @@ def test_slurm_qpu_pasqal_cloud_type_runs_a_sequence(pasqal: Pasqal, sequence: s
 
 def test_slurm_qpu_pasqal_cloud_type_with_user_credentials_and_maintenance(
         pasqal: Pasqal, sequence: str) -> None:
-    from slurm_qpu.resources.base import PasqalSequence, TaskStatus
+    from slurm_qpu.vendors.common.base import PasqalSequence, TaskStatus
 
     resource = slurm_qpu_resource(
         pasqal, "EMU_FREE", QRMI_PASQAL_CLOUD_CLIENT_ID="", QRMI_PASQAL_CLOUD_CLIENT_SECRET="",

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from slurm_qpu import munge
 from slurm_qpu.broker.client import BrokerClient
-from slurm_qpu.vendor import munge
 
 
 def munged_answers() -> bool:

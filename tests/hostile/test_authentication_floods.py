@@ -14,11 +14,11 @@ from harness import BrokerUnderTest, StartBroker, bearer, fake_credential
 from qs_harness import BUCKET, REGION, job_boto3, qs_job, s3_error
 from wire import exchange, request, status
 
-from slurm_qpu.broker import s3proxy
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.emulator import Emulator
-from slurm_qpu.vendor.s3 import S3Credentials, authorization
+from slurm_qpu.vendors.common.s3 import S3Credentials, authorization
+from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
 
 ATTACKER, OTHER_NODE = "127.0.0.2", "127.0.0.3"
 

@@ -17,7 +17,7 @@ from harness import BrokerUnderTest, StartBroker
 from qs_harness import BUCKET, QPU, REGION, Job, job_boto3, qs_job, s3_error, site_boto3
 
 from slurm_qpu.emulator import Emulator
-from slurm_qpu.vendor.s3 import authorization
+from slurm_qpu.vendors.common.s3 import authorization
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from wire import exchange, request
 from slurm_qpu.broker.httpserver import Refused
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.server import check_path
-from slurm_qpu.broker.views import Call, view_for
+from slurm_qpu.vendors.common.view import Call
+from slurm_qpu.vendors.registry import view_for
 
 OWN = {"job": "own-job-1", "session": "own-session", "batch": "own-batch", "qpu": "ibm_manila"}
 FOREIGN = ("other-job-2", "other-session", "other-batch", "ibm_brisbane", "FRESNEL")

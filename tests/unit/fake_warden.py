@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from vendor_fake import take_fault
 
-from slurm_qpu.vendor.munge import MungeError
+from slurm_qpu.munge import MungeError
 
 URL = "http://warden.test:8006"
 FINAL = ("DONE", "ERROR", "CANCELED")

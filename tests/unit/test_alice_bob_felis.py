@@ -9,13 +9,13 @@ import pytest
 from fake_felis import API_KEY, NAME, TARGET, FakeFelis, settings
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.alice_bob_felis import (
+from slurm_qpu.vendors.alice_bob_felis.resource import (
     AliceBobFelis,
     AliceBobFelisType,
     name_to_target,
     target_to_name,
 )
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     FelisProgram,
     IqmJob,
     MissingSetting,
@@ -25,14 +25,14 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorError,
     VendorNotFound,
     VendorUnavailable,
 )
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 QIR = "; ModuleID = 'bell'\ndefine void @main() #0 { ret void }\n"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from slurm_qpu.broker.client import BrokerClient, BrokerError, munge_payload
-from slurm_qpu.vendor.munge import MungeError
+from slurm_qpu.munge import MungeError
 
 URL = "http://broker.test:8291"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -409,7 +409,7 @@ def test_no_attempt_starts_once_the_credential_took_the_time_left() -> None:
 
 
 def test_munged_is_given_what_is_left_of_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.vendor import munge
+    from slurm_qpu import munge
 
     given: list[float | None] = []
 
@@ -436,9 +436,9 @@ def test_the_pause_between_attempts_never_runs_past_the_deadline() -> None:
 
 def test_the_plugins_broker_timeout_is_the_clients_deadline(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from slurm_qpu import munge
     from slurm_qpu.settings import parse_args
     from slurm_qpu.spank.jobscript import _broker
-    from slurm_qpu.vendor import munge
 
     server = Stalling()
     monkeypatch.setattr(munge, "encode", lambda payload, timeout=None: "CRED")

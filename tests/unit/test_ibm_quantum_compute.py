@@ -9,7 +9,8 @@ import pytest
 from fake_ibm import API_KEY, FakeIbm, settings
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.types import current_environment
+from slurm_qpu.vendors.common.base import (
     JobContext,
     MissingSetting,
     PasqalSequence,
@@ -19,15 +20,14 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.ibm_quantum_compute import IbmQuantumCompute, IbmQuantumComputeType
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.types import current_environment
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorNotFound,
     VendorUnavailable,
 )
+from slurm_qpu.vendors.ibm_quantum_compute.resource import IbmQuantumCompute, IbmQuantumComputeType
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 

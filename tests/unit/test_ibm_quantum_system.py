@@ -17,7 +17,8 @@ from fake_ibm_system import (
 )
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.types import current_environment
+from slurm_qpu.vendors.common.base import (
     JobContext,
     MissingSetting,
     PasqalSequence,
@@ -27,16 +28,19 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.ibm_quantum_system import IbmQuantumSystem, IbmQuantumSystemType, Lanes
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.types import current_environment
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorError,
     VendorNotFound,
     VendorUnavailable,
 )
+from slurm_qpu.vendors.ibm_quantum_system.resource import (
+    IbmQuantumSystem,
+    IbmQuantumSystemType,
+    Lanes,
+)
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 SAMPLER = QiskitPrimitive(json.dumps({"pubs": [["OPENQASM 3.0;", None, 100]], "version": 2}),

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 HEAVY = ("pydantic", "httpx", "slurm_qpu.config", "slurm_qpu.lifecycle",
-         "slurm_qpu.resources.registry", "slurm_qpu.vendor.http", "socket")
+         "slurm_qpu.vendors.registry", "slurm_qpu.vendors.common.http", "socket")
 
 
 def imported_by(*modules: str) -> set[str]:

@@ -9,7 +9,7 @@ import pytest
 from fake_iqm import TOKEN, FakeIqm, _qc, settings
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     FelisProgram,
     IqmJob,
     MissingSetting,
@@ -19,15 +19,15 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.iqm_server import IqmServer, IqmServerType, split_name
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorError,
     VendorNotFound,
     VendorUnavailable,
 )
+from slurm_qpu.vendors.iqm_server.resource import IqmServer, IqmServerType, split_name
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 CIRCUIT = json.dumps({"circuits": [{"name": "bell", "instructions": []}], "shots": 8})

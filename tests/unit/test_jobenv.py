@@ -7,7 +7,7 @@ import pytest
 from slurm_qpu.config import ResourceDef
 from slurm_qpu.envcontract import Acquired, build
 from slurm_qpu.jobenv import JobEnvError, job_resource, job_resources
-from slurm_qpu.resources.base import JobContext, ResourceError, ResourceSpec
+from slurm_qpu.vendors.common.base import JobContext, ResourceError, ResourceSpec
 
 JOB = {
     "QRMI_JOB_QPU_RESOURCES": "ibm_fez,sim_a",

@@ -15,10 +15,10 @@ import pytest
 from slurm_qpu.coordination import JobView, PublicRecord
 from slurm_qpu.leases import Lease, LeaseState, LeaseStore
 from slurm_qpu.lifecycle import JobFacts, default_factory, run_epilog, run_prolog
-from slurm_qpu.resources.base import QuantumResource, ResourceSpec
-from slurm_qpu.resources.local_simulator import LocalSimulator
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import SlurmCommandError
+from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec
+from slurm_qpu.vendors.local_simulator.resource import LocalSimulator
 
 MakeSimConfig = Callable[..., Path]
 ReadLedger = Callable[[], list[tuple[str, str, str]]]
@@ -350,9 +350,9 @@ def test_not_accessible_qpu_gives_the_vendors_reason_when_known(
 
 def test_unimplemented_type_gives_a_failed_lease(
         tmp_path: Path, write_json: WriteJson, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.resources import registry
+    from slurm_qpu.vendors import builtin
 
-    monkeypatch.delitem(registry.BUILTIN, "ibm-quantum-system")
+    monkeypatch.delitem(builtin.vendors(), "ibm-quantum-system")
     config = write_json({"resources": [{"name": "ibm_fez", "type": "ibm-quantum-system"}]})
     lease = run_prolog(ONE_NODE, "ibm_fez", settings(config), store(tmp_path), FakeBoard())
     assert lease.state is LeaseState.FAILED

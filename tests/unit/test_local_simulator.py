@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     AcquireError,
     JobContext,
     NotAccessible,
@@ -21,7 +21,7 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.local_simulator import LocalSimulator
+from slurm_qpu.vendors.local_simulator.resource import LocalSimulator
 
 
 def sim(env: dict[str, str] | None = None, name: str = "sim_a", job_id: int = 7) -> LocalSimulator:

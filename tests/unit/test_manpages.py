@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu import __version__, overrides, selection, settings
+from slurm_qpu import __version__, selection, settings
 from slurm_qpu.cli import build_parser
 from slurm_qpu.config import ResourceDef
 from slurm_qpu.envcontract import Acquired, build
+from slurm_qpu.vendors.builtin import vendors
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
@@ -281,7 +282,7 @@ def test_every_job_environment_variable_is_documented_in_spank_qpu_8() -> None:
 def test_every_user_override_and_selection_key_is_documented_in_spank_qpu_8() -> None:
     page = SPANK_PAGE.read_text()
     documented = {name for entry in tags(page) for name in entry.split(", ")}
-    for allowed in [a for group in overrides.ALLOWED.values() for a in group]:
+    for allowed in [a for v in vendors().values() for a in v.overrides]:
         assert "NAME_" + allowed.key in documented
     selection_tags = {re.split(r"[=|]", t)[0] for t in tags(page, "QPU SELECTION")}
     assert set(selection.KEYS) <= selection_tags

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fake_warden import URL, FakeWarden
 
-from slurm_qpu.resources.base import JobContext, ResourceSpec
-from slurm_qpu.resources.pasqal_local import PasqalLocalType
-from slurm_qpu.vendor.http import RetryPolicy
-from slurm_qpu.vendor.munge import MungeCli, MungeError
+from slurm_qpu.munge import MungeCli, MungeError
+from slurm_qpu.vendors.common.base import JobContext, ResourceSpec
+from slurm_qpu.vendors.common.http import RetryPolicy
+from slurm_qpu.vendors.pasqal_local.resource import PasqalLocalType
 
 MUNGED_DOWN = ('munge: Error: Failed to access "/run/munge/munge.socket.2": No such file or '
                'directory (Did you start munged?)')
@@ -124,7 +124,7 @@ class SilentLibrary:
 @pytest.mark.timeout(10)
 def test_a_silent_munged_is_given_up_at_the_callers_timeout(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.vendor import munge
+    from slurm_qpu import munge
 
     library = SilentLibrary()
     monkeypatch.setattr(munge, "_library", lambda: library)
@@ -139,7 +139,7 @@ def test_a_silent_munged_is_given_up_at_the_callers_timeout(
 
 def test_a_timely_library_answer_and_its_errors_come_back_as_they_are(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.vendor import munge
+    from slurm_qpu import munge
 
     class Library:
         def encode(self, payload: bytes) -> str:
@@ -155,7 +155,7 @@ def test_a_timely_library_answer_and_its_errors_come_back_as_they_are(
 
 def test_without_libmunge_the_munge_command_gets_the_time_left(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.vendor import munge
+    from slurm_qpu import munge
 
     script(tmp_path, "exec sleep 30")
     monkeypatch.setattr(munge, "_library", lambda: None)

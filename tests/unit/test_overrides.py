@@ -7,13 +7,13 @@ import json
 import pytest
 
 from slurm_qpu.overrides import (
-    MAX_SESSION_TTL,
     Sorted,
     allowed_keys,
     apply,
     decode,
     sort_environment,
 )
+from slurm_qpu.vendors.ibm_quantum_compute import MAX_SESSION_TTL
 
 QCS = "ibm-quantum-compute-service"
 QCS_KEYS = "QRMI_IBM_QCS_SESSION_MODE, QRMI_IBM_QCS_SESSION_MAX_TTL, QRMI_IBM_QCS_TIMEOUT_SECONDS"

@@ -23,7 +23,7 @@ from fake_pasqal import (
 )
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     MissingSetting,
     PasqalSequence,
     QiskitPrimitive,
@@ -32,15 +32,15 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.pasqal_cloud import PasqalCloud, PasqalCloudType, jwt_expiry
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorError,
     VendorNotFound,
     VendorUnavailable,
 )
+from slurm_qpu.vendors.pasqal_cloud.resource import PasqalCloud, PasqalCloudType, jwt_expiry
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 SEQUENCE = json.dumps({"version": "1", "device": {"name": "Fresnel"}, "register": []})

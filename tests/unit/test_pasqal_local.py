@@ -9,7 +9,8 @@ import pytest
 from fake_warden import SPECS, URL, FakeMunge, FakeWarden, detail
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.munge import MungeError
+from slurm_qpu.vendors.common.base import (
     AcquireError,
     JobContext,
     MissingSetting,
@@ -21,10 +22,9 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.resources.pasqal_local import PasqalLocal, PasqalLocalType
-from slurm_qpu.resources.registry import get_type
-from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError, VendorUnavailable
-from slurm_qpu.vendor.munge import MungeError
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorAuthError, VendorUnavailable
+from slurm_qpu.vendors.pasqal_local.resource import PasqalLocal, PasqalLocalType
+from slurm_qpu.vendors.registry import get_type
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 JOB = JobContext(job_id=42, uid=1000, user="alice", timeout_seconds=600)

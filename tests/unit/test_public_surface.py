@@ -1,6 +1,6 @@
 """The public surface is declared: each public module lists what it offers in ``__all__``
 (a job's program: ``slurm_qpu.client`` and the environment reader ``slurm_qpu.jobenv``; a
-site's vendor: ``slurm_qpu.resources``; the package itself), everything listed is there,
+site's vendor: ``slurm_qpu.vendors``; the package itself), everything listed is there,
 and everything a module defines without a leading underscore is listed. A new public
 name is a decision, made here, not an accident of a module's layout."""
 
@@ -12,7 +12,7 @@ import inspect
 
 import pytest
 
-PUBLIC = ["slurm_qpu", "slurm_qpu.client", "slurm_qpu.jobenv", "slurm_qpu.resources"]
+PUBLIC = ["slurm_qpu", "slurm_qpu.client", "slurm_qpu.jobenv", "slurm_qpu.vendors"]
 NOT_API = {"TYPE_CHECKING"}  # the import-cost idiom: a module constant, not an offer
 
 
@@ -49,9 +49,20 @@ def test_everything_a_public_module_defines_is_listed_or_private(name: str) -> N
 
 def test_a_name_that_is_not_offered_is_an_attribute_error() -> None:
     import slurm_qpu
-    import slurm_qpu.resources
+    import slurm_qpu.vendors
 
     with pytest.raises(AttributeError):
         slurm_qpu.no_such_name  # noqa: B018
     with pytest.raises(AttributeError):
-        slurm_qpu.resources.no_such_name  # noqa: B018
+        slurm_qpu.vendors.no_such_name  # noqa: B018
+
+
+def test_the_old_site_api_path_still_works_with_a_deprecation_warning() -> None:
+    import sys
+
+    sys.modules.pop("slurm_qpu.resources", None)
+    with pytest.warns(DeprecationWarning, match="import from slurm_qpu.vendors"):
+        import slurm_qpu.resources
+    from slurm_qpu.vendors import QuantumResource
+
+    assert slurm_qpu.resources.QuantumResource is QuantumResource

@@ -10,19 +10,19 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.config import ConfigError, load_config
-from slurm_qpu.resources import registry
-from slurm_qpu.resources.base import QuantumResource, ResourceSpec, TypeNotAvailable
-from slurm_qpu.resources.local_simulator import LocalSimulator, LocalSimulatorType
 from slurm_qpu.types import CURRENT_TYPES, current_type
+from slurm_qpu.vendors import builtin, registry
+from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec, TypeNotAvailable
+from slurm_qpu.vendors.local_simulator.resource import LocalSimulator, LocalSimulatorType
 
 WriteJson = Callable[..., Path]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_plugin_cache() -> Iterator[None]:
-    registry._plugins.cache_clear()
+    registry.forget()
     yield
-    registry._plugins.cache_clear()
+    registry.forget()
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def site_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     site = tmp_path / "site"
     site.mkdir()
     (site / "acme_qpu.py").write_text(textwrap.dedent("""\
-        from slurm_qpu.resources.local_simulator import LocalSimulator
+        from slurm_qpu.vendors.local_simulator.resource import LocalSimulator
 
         class AcmeQpuType:
             type_name = "acme-qpu"
@@ -54,7 +54,7 @@ def site_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         """))
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(sys.modules, "acme_qpu", raising=False)
-    registry._plugins.cache_clear()
+    registry.forget()
     return site
 
 
@@ -76,7 +76,7 @@ def test_get_type_of_local_simulator() -> None:
 @pytest.mark.parametrize("name", ["ibm-quantum-system", "pasqal-cloud", "iqm-server"])
 def test_known_but_unimplemented_type_is_not_available(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(registry.BUILTIN, name)  # e.g. a trimmed-down site build
+    monkeypatch.delitem(builtin.vendors(), name)  # e.g. a trimmed-down site build
     with pytest.raises(TypeNotAvailable) as excinfo:
         registry.get_type(name)
     assert str(excinfo.value) == (f"resource type {name!r} is not implemented by this "
@@ -85,7 +85,7 @@ def test_known_but_unimplemented_type_is_not_available(
 
 def test_legacy_type_name_reports_its_current_name_when_unimplemented(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(registry.BUILTIN, "ibm-quantum-system")
+    monkeypatch.delitem(builtin.vendors(), "ibm-quantum-system")
     with pytest.raises(TypeNotAvailable) as excinfo:
         registry.get_type("direct-access")
     assert str(excinfo.value) == ("resource type 'ibm-quantum-system' is not "
@@ -156,3 +156,85 @@ def test_site_type_without_create_method_is_not_available() -> None:
         registry.get_type("odd-qpu")
     assert str(excinfo.value).startswith("resource type 'odd-qpu': <object object at ")
     assert str(excinfo.value).endswith("> has no create(spec) method")
+
+
+# ---------------------------------------------------------------- site vendors (records)
+
+
+@pytest.fixture
+def site_vendor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A distribution 'acme-vendor' registering Vendor records in slurm_qpu.vendors: a
+    complete one (resource type, broker view, an override, a payload kind), and an entry
+    point that is not a record."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_vendor.py").write_text(textwrap.dedent("""\
+        from slurm_qpu.vendors import Allowed, Vendor
+        from slurm_qpu.vendors.common.view import TokenSwapView
+        from slurm_qpu.vendors.local_simulator.resource import LocalSimulator
+
+        class AcmeType:
+            type_name = "acme"
+
+            def create(self, spec):
+                return LocalSimulator(spec)
+
+        VIEW = TokenSwapView("ACME_URL", "ACME_TOKEN", "Bearer")
+        VENDOR = Vendor(
+            type_name="acme", resource="acme_vendor:AcmeType", env_prefix="ACME_",
+            overrides=(Allowed("ACME_SHOTS", lambda v: None if v.isdigit() else "digits",
+                               "shots per task"),),
+            payload="qiskit-primitive", view="acme_vendor:VIEW",
+            simulator_prefixes=("SIM_",))
+        NOT_A_RECORD = object()
+        """))
+    dist = site / "acme_vendor-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-vendor\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
+        [slurm_qpu.vendors]
+        acme = acme_vendor:VENDOR
+        not-a-record = acme_vendor:NOT_A_RECORD
+        """))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "acme_vendor", raising=False)
+    registry.forget()
+    return site
+
+
+@pytest.mark.usefixtures("site_vendor")
+def test_a_site_vendor_gets_what_a_built_in_one_gets() -> None:
+    from slurm_qpu import overrides
+    from slurm_qpu.vendors.common.base import PasqalSequence, QiskitPrimitive
+    from slurm_qpu.vendors.common.payloads import PayloadError, check_supported
+
+    assert "acme" in registry.known_type_names()
+    resource = registry.create(ResourceSpec("acme_1", "acme"))
+    assert isinstance(resource, QuantumResource)
+    view = registry.view_for("acme")  # its jobs reach it through the broker
+    assert view.proxied and view.job_environment(
+        {"ACME_URL": "https://acme", "ACME_TOKEN": "site-secret"}, name="acme_1",
+        proxy_url="http://broker/p/acme_1", job_token="sqpu_1_1_x", job_id=1) == {
+        "ACME_URL": "http://broker/p/acme_1", "ACME_TOKEN": "sqpu_1_1_x"}
+    assert list(overrides.allowed_keys("acme")) == ["ACME_SHOTS"]
+    spec = ResourceSpec("acme_1", "acme")
+    check_supported(QiskitPrimitive("{}", "sampler"), spec, "in.json")
+    with pytest.raises(PayloadError):
+        check_supported(PasqalSequence("{}", 1), spec, "in.json")
+
+
+@pytest.mark.usefixtures("site_vendor")
+def test_a_site_entry_point_that_is_not_a_vendor_record_is_not_available() -> None:
+    with pytest.raises(TypeNotAvailable) as excinfo:
+        registry.get_type("not-a-record")
+    assert str(excinfo.value) == ("resource type 'not-a-record': its entry point "
+                                  "EntryPoint(name='not-a-record', value='acme_vendor:"
+                                  "NOT_A_RECORD', group='slurm_qpu.vendors') is not a "
+                                  "slurm_qpu.vendors.Vendor record")
+
+
+@pytest.mark.usefixtures("site_plugins")
+def test_the_old_entry_point_group_still_works_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="slurm_qpu.resource_types is deprecated"):
+        assert type(registry.get_type("acme-qpu")).__name__ == "AcmeQpuType"
+    assert not registry.view_for("acme-qpu").proxied  # no record: no view

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from slurm_qpu.cli import run as runner
-from slurm_qpu.resources import registry
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors import registry
+from slurm_qpu.vendors.common import payloads
+from slurm_qpu.vendors.common.base import (
     FelisProgram,
     IqmJob,
     PasqalSequence,
@@ -38,7 +39,7 @@ from slurm_qpu.resources.base import (
     TaskResult,
     TaskStatus,
 )
-from slurm_qpu.vendor.http import VendorAuthError, VendorUnavailable
+from slurm_qpu.vendors.common.http import VendorAuthError, VendorUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "payloads"
@@ -668,29 +669,29 @@ def test_output_in_a_read_only_directory_is_refused(
 
 def test_pasqal_sequence_given_as_an_object_or_as_a_string_is_passed_as_json() -> None:
     seq = {"version": "1", "register": []}
-    as_object = runner.decode_payload({"sequence": seq, "job_runs": 3}, "f")
-    as_string = runner.decode_payload({"sequence": json.dumps(seq), "job_runs": 3}, "f")
+    as_object = payloads.decode_payload({"sequence": seq, "job_runs": 3}, "f")
+    as_string = payloads.decode_payload({"sequence": json.dumps(seq), "job_runs": 3}, "f")
     assert as_object == as_string == PasqalSequence(json.dumps(seq), 3)
 
 
 def test_felis_human_qir_is_passed_verbatim() -> None:
     qir = "; ModuleID = 'bell'\ndefine void @main() {\n  ret void\n}"
-    assert runner.decode_payload({"human_qir": qir, "input_params": {"nShots": 5}}, "f") == \
+    assert payloads.decode_payload({"human_qir": qir, "input_params": {"nShots": 5}}, "f") == \
         FelisProgram(qir, '{"nShots": 5}')
 
 
 def test_iqm_job_accepts_json_object_and_optional_fields() -> None:
     data = {"iqmjson": {"circuits": []}, "job_type": "circuit", "use_timeslot": True,
             "tag": "exp-1"}
-    assert runner.decode_payload(data, "f") == IqmJob('{"circuits": []}', "circuit", True,
+    assert payloads.decode_payload(data, "f") == IqmJob('{"circuits": []}', "circuit", True,
                                                       "exp-1")
     # qrmi's own generator writes "tag": null
-    assert runner.decode_payload({"iqmjson": "{}", "job_type": "run", "tag": None}, "f") == \
+    assert payloads.decode_payload({"iqmjson": "{}", "job_type": "run", "tag": None}, "f") == \
         IqmJob("{}", "run", None, None)
 
 
 def test_pasqal_example_is_a_real_pulser_sequence() -> None:
-    payload = runner.read_payload(str(EXAMPLES / "pasqal_sequence.json"))
+    payload = payloads.read_payload(str(EXAMPLES / "pasqal_sequence.json"))
     assert isinstance(payload, PasqalSequence)
     assert payload.job_runs == 100
     pulser = pytest.importorskip("pulser")
@@ -700,7 +701,7 @@ def test_pasqal_example_is_a_real_pulser_sequence() -> None:
 
 @pytest.mark.parametrize("name", ["ibm_sampler.json", "ibm_estimator.json"])
 def test_ibm_examples_carry_openqasm3_circuits(name: str) -> None:
-    payload = runner.read_payload(str(EXAMPLES / name))
+    payload = payloads.read_payload(str(EXAMPLES / name))
     assert isinstance(payload, QiskitPrimitive)
     params = json.loads(payload.input)
     assert params["version"] == 2
@@ -773,8 +774,8 @@ def test_signal_handlers_are_restored_after_the_run(
 CHILD = textwrap.dedent("""\
     import sys
     sys.path.insert(0, {tests!r})
-    from slurm_qpu.resources import registry
-    registry.BUILTIN["fake-qpu"] = "test_runner:FakeQpuType"
+    from slurm_qpu.vendors import builtin, record
+    builtin.vendors()["fake-qpu"] = record.Vendor("fake-qpu", "test_runner:FakeQpuType")
     from slurm_qpu.cli import run as runner
     from test_runner import parse
     sys.exit(runner.main(parse(sys.argv[1:])))

@@ -12,8 +12,13 @@ import httpx
 import pytest
 from fake_ibm_system import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, FakeS3
 
-from slurm_qpu.vendor.http import RetryPolicy, VendorAuthError, VendorNotFound, VendorUnavailable
-from slurm_qpu.vendor.s3 import (
+from slurm_qpu.vendors.common.http import (
+    RetryPolicy,
+    VendorAuthError,
+    VendorNotFound,
+    VendorUnavailable,
+)
+from slurm_qpu.vendors.common.s3 import (
     S3Client,
     S3Credentials,
     authorization,

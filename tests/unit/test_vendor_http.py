@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, vendor_message
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorClient, VendorError, vendor_message
 
 
 @pytest.mark.parametrize("body, expected", [
@@ -63,7 +63,7 @@ def test_vendor_clients_share_one_tls_context_per_process(
 ) -> None:
     import httpx
 
-    from slurm_qpu.vendor import http as vendor_http
+    from slurm_qpu.vendors.common import http as vendor_http
 
     built: list[object] = []
     real = httpx.create_ssl_context

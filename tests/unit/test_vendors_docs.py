@@ -32,9 +32,10 @@ import pytest
 
 from slurm_qpu.cli import main
 from slurm_qpu.config import ResourceDef, parse_config
-from slurm_qpu.resources.base import JobContext, MissingSetting, ResourceSpec
-from slurm_qpu.resources.registry import BUILTIN, get_type
 from slurm_qpu.types import CURRENT_TYPES, LEGACY_TYPES, current_type
+from slurm_qpu.vendors.builtin import BUILTIN, vendors
+from slurm_qpu.vendors.common.base import JobContext, MissingSetting, ResourceSpec
+from slurm_qpu.vendors.registry import get_type
 
 REPO = Path(__file__).resolve().parents[2]
 VENDORS = REPO / "docs" / "vendors.md"
@@ -62,7 +63,7 @@ def example_resources() -> list[ResourceDef]:
 
 
 def _module_source(type_name: str) -> Path:
-    module = BUILTIN[current_type(type_name)].partition(":")[0]
+    module = vendors()[current_type(type_name)].resource.partition(":")[0]
     return REPO / "src" / Path(*module.split(".")).with_suffix(".py")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorClient
 
 Fault = httpx.Response | Exception
 Faults = dict[tuple[str, str], list[Fault]]

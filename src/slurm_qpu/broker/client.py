@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from slurm_qpu.vendor import munge
+from slurm_qpu import munge
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

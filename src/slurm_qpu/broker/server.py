@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from slurm_qpu.broker import s3proxy
+from slurm_qpu import munge
 from slurm_qpu.broker.admission import Budget, Holding, InFlight, RateLimiter, json_cost
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.httpserver import (
@@ -44,18 +44,12 @@ from slurm_qpu.broker.journal import LeaseRecord
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.broker.upstream import Answer, Pool, UpstreamError
-from slurm_qpu.broker.views import (
-    FORWARD,
-    Call,
-    Decision,
-    IbmQuantumSystemView,
-    Upstream,
-    View,
-    view_for,
-)
 from slurm_qpu.log import CURRENT_JOB
-from slurm_qpu.vendor import munge
-from slurm_qpu.vendor.http import VendorError
+from slurm_qpu.vendors.common.http import VendorError
+from slurm_qpu.vendors.common.view import FORWARD, Call, Decision, Upstream, View
+from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
+from slurm_qpu.vendors.ibm_quantum_system.view import IbmQuantumSystemView
+from slurm_qpu.vendors.registry import view_for
 
 log = logging.getLogger("slurm_qpu.broker")
 audit = logging.getLogger("slurm_qpu.audit")

@@ -24,7 +24,6 @@ from slurm_qpu.broker.availability import Availability
 from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
-from slurm_qpu.broker.views import view_for
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.jobfacts import JobFacts
@@ -43,6 +42,7 @@ from slurm_qpu.redact import Redactor, secrets_of
 from slurm_qpu.selection import check_request, has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
 from slurm_qpu.types import LEGACY_TYPES
+from slurm_qpu.vendors.registry import view_for
 
 log = logging.getLogger("slurm_qpu.broker")
 EXPIRY_GRACE_SECONDS = 300  # after the time limit: Slurm's KillWait and the epilog

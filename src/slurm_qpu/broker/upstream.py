@@ -177,7 +177,7 @@ class Pool:
         proxy = _proxy_for(self.proxies, scheme, host)
         conn: _Http | _Https
         if scheme == "https":
-            from slurm_qpu.vendor.http import tls_context
+            from slurm_qpu.vendors.common.http import tls_context
 
             if proxy is not None:
                 conn = _Https(proxy[0], proxy[1], timeout=self.connect_timeout,

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     MissingSetting,
     Payload,
     QiskitPrimitive,
@@ -32,8 +32,14 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound, VendorType
-from slurm_qpu.vendor.iam import IamTokenSource
+from slurm_qpu.vendors.common.http import (
+    RetryPolicy,
+    VendorClient,
+    VendorError,
+    VendorNotFound,
+    VendorType,
+)
+from slurm_qpu.vendors.common.iam import IamTokenSource
 
 P = "QRMI_IBM_QCS_"
 SESSION_MODES = ("dedicated", "batch")

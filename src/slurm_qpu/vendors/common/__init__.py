@@ -1,8 +1,11 @@
-"""Talking to vendors' clouds: one HTTP client with deadlines, bounded retries and typed
-errors carrying the vendor's own message, and the IBM Cloud IAM token exchange.
+"""The mechanism every vendor folder shares (as Slurm's gres/common/ serves its device
+kinds): the resource protocol (base.py), one HTTP client with deadlines, bounded retries and
+typed errors carrying the vendor's own message (http.py), the IBM Cloud IAM token exchange
+(iam.py), S3 signing (s3.py), the broker view's base (view.py), payload files (payloads.py)
+and the in-job SDK glue's helpers (sdk.py).
 
-The names below are loaded on first use (PEP 562): a prolog that only needs
-``slurm_qpu.vendor.munge`` must not import the HTTP stack with it."""
+The HTTP names below are loaded on first use (PEP 562): a module that only needs the
+protocol must not import the HTTP stack with it."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from slurm_qpu.vendor.http import (
+    from slurm_qpu.vendors.common.http import (
         RetryPolicy,
         VendorAuthError,
         VendorClient,
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
         VendorNotFound,
         VendorUnavailable,
     )
-    from slurm_qpu.vendor.iam import IamToken, IamTokenSource
+    from slurm_qpu.vendors.common.iam import IamToken, IamTokenSource
 
 _WHERE = {
     "RetryPolicy": "http", "VendorAuthError": "http", "VendorClient": "http",

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slurm_qpu.vendor.http import VendorAuthError, VendorClient, VendorError
+from slurm_qpu.vendors.common.http import VendorAuthError, VendorClient, VendorError
 
 GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     MissingSetting,
     PasqalSequence,
     Payload,
@@ -47,7 +47,7 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorClient,

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     MissingSetting,
     Payload,
     QiskitPrimitive,
@@ -41,7 +41,7 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorClient,
     VendorError,
@@ -50,8 +50,8 @@ from slurm_qpu.vendor.http import (
     VendorUnavailable,
     vendor_message,
 )
-from slurm_qpu.vendor.iam import IamTokenSource
-from slurm_qpu.vendor.s3 import MAX_PRESIGN_SECONDS, S3Client, S3Credentials
+from slurm_qpu.vendors.common.iam import IamTokenSource
+from slurm_qpu.vendors.common.s3 import MAX_PRESIGN_SECONDS, S3Client, S3Credentials
 
 P = "QRMI_IBM_QS_"
 VENDOR = "IBM Quantum System"

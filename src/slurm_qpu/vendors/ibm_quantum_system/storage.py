@@ -52,7 +52,7 @@ from xml.sax.saxutils import escape
 import httpx
 
 from slurm_qpu.broker.tokens import TOKEN
-from slurm_qpu.vendor.s3 import (
+from slurm_qpu.vendors.common.s3 import (
     ALGORITHM,
     MAX_PRESIGN_SECONDS,
     UNSIGNED_PAYLOAD,

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import ResourceError
+from slurm_qpu.vendors.common.base import ResourceError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu import munge
+from slurm_qpu.vendors.common.base import (
     AcquireError,
     MissingSetting,
     PasqalSequence,
@@ -33,8 +34,7 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.vendor import munge
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorClient,

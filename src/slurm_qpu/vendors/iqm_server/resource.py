@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     IqmJob,
     Payload,
     ResourceError,
@@ -44,7 +44,7 @@ from slurm_qpu.resources.base import (
     UnsupportedPayload,
     require,
 )
-from slurm_qpu.vendor.http import (
+from slurm_qpu.vendors.common.http import (
     RetryPolicy,
     VendorAuthError,
     VendorClient,
@@ -52,11 +52,10 @@ from slurm_qpu.vendor.http import (
     VendorNotFound,
     VendorType,
 )
+from slurm_qpu.vendors.iqm_server import JOB_TYPES, MAX_TAG
 
 P = "QRMI_IQM_ISA_"
 VENDOR = "IQM Server"
-JOB_TYPES = ("circuit", "run", "sweep")
-MAX_TAG = 50  # the server's documented limit for ``tag``
 STATUS = {"waiting": TaskStatus.QUEUED, "processing": TaskStatus.RUNNING,
           "completed": TaskStatus.COMPLETED, "failed": TaskStatus.FAILED,
           "cancelled": TaskStatus.CANCELLED}

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.vendors.common.base import (
     FelisProgram,
     MissingSetting,
     Payload,
@@ -41,7 +41,13 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError, VendorNotFound, VendorType
+from slurm_qpu.vendors.common.http import (
+    RetryPolicy,
+    VendorClient,
+    VendorError,
+    VendorNotFound,
+    VendorType,
+)
 
 P = "QRMI_AB_FELIS_"
 VENDOR = "Alice & Bob Felis"

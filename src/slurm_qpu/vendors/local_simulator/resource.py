@@ -27,7 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slurm_qpu.resources.base import (
+from slurm_qpu.types import LOCAL_SIMULATOR
+from slurm_qpu.vendors.common.base import (
     AcquireError,
     NotAccessible,
     Payload,
@@ -40,7 +41,6 @@ from slurm_qpu.resources.base import (
     TaskStatus,
     UnsupportedPayload,
 )
-from slurm_qpu.types import LOCAL_SIMULATOR
 
 PREFIX = "QRMI_LOCAL_SIM_"
 STATUSES = ("online", "offline", "maintenance")

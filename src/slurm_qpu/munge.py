@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slurm_qpu.resources.base import ResourceError
+from slurm_qpu.vendors.common.base import ResourceError
 
 MungeSource = Callable[[], str]
 DEFAULT_TIMEOUT = 5.0

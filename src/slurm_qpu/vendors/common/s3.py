@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from slurm_qpu.vendor.http import RetryPolicy, VendorClient, VendorError
+from slurm_qpu.vendors.common.http import RetryPolicy, VendorClient, VendorError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
