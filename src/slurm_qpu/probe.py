@@ -6,11 +6,11 @@ modes) and ``slurm-qpu status`` want to know, so they say the same thing about a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from importlib import import_module
 from typing import Any
 
 from slurm_qpu.config import QrmiConfig, ResourceDef
@@ -45,37 +45,18 @@ class QpuStatus:
         return asdict(self)
 
 
-def qubits_in_target(text: str) -> int | None:
-    """The qubit count in a QRMI target description, for the shapes the types return:
-    IBM (configuration.n_qubits), IQM (architecture qubit lists), Pasqal (Pulser specs'
-    max_atom_num) and a plain num_qubits."""
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
-        return None
-    if isinstance(data, list) and data and isinstance(data[0], dict):  # Pasqal
-        specs = data[0].get("specs")
-        if isinstance(specs, str):
-            try:
-                specs = json.loads(specs)
-            except ValueError:
-                specs = None
-        if isinstance(specs, dict) and isinstance(specs.get("max_atom_num"), int):
-            return int(specs["max_atom_num"])
-        return None
-    if not isinstance(data, dict):
-        return None
-    for key in ("num_qubits", "n_qubits"):
-        if isinstance(data.get(key), int):
-            return int(data[key])
-    configuration = data.get("configuration")
-    if isinstance(configuration, dict) and isinstance(configuration.get("n_qubits"), int):
-        return int(configuration["n_qubits"])
-    for key in ("static_quantum_architecture", "dynamic_quantum_architecture"):
-        arch = data.get(key)
-        if isinstance(arch, dict) and isinstance(arch.get("qubits"), list):
-            return len(arch["qubits"])
-    return None
+def qubits_in_target(type_name: str, text: str) -> int | None:
+    """The qubit count in a QRMI target description of a type, as its vendor reads it
+    (``Vendor.target_qubits``; a plain ``num_qubits`` otherwise)."""
+    from slurm_qpu.vendors.common.target import plain_qubits
+    from slurm_qpu.vendors.registry import vendor
+
+    reader = vendor(type_name).target_qubits
+    if reader is None:
+        return plain_qubits(text)
+    module, _, function = reader.partition(":")
+    count: int | None = getattr(import_module(module), function)(text)
+    return count
 
 
 def probe(rdef: ResourceDef, factory: ResourceFactory, *, qubits: bool = False,
@@ -101,7 +82,8 @@ def probe(rdef: ResourceDef, factory: ResourceFactory, *, qubits: bool = False,
             status.num_qubits = count
         else:
             try:
-                status.num_qubits = qubits_in_target(resource.target().value)
+                status.num_qubits = qubits_in_target(rdef.current_type,
+                                                     resource.target().value)
             except Exception:  # no count: the selection says so
                 status.num_qubits = None
     return status

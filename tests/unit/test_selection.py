@@ -139,16 +139,21 @@ def test_status_any_accepts_a_qpu_the_vendor_reports_unavailable() -> None:
     assert choose(sel, [cand("ibm_a", state="unavailable")]).name == "ibm_a"
 
 
-@pytest.mark.parametrize(("target", "qubits"), [
-    ({"configuration": {"n_qubits": 156}, "properties": {}}, 156),  # IBM
-    ({"num_qubits": 5}, 5),  # local simulator
-    ({"static_quantum_architecture": {"qubits": ["QB1", "QB2", "QB3"]}}, 3),  # IQM
-    ([{"device_type": "FRESNEL", "specs": json.dumps({"max_atom_num": 25})}], 25),  # Pasqal
-    ({"something": "else"}, None),
+@pytest.mark.parametrize(("type_name", "target", "qubits"), [
+    ("ibm-quantum-compute-service", {"configuration": {"n_qubits": 156}, "properties": {}},
+     156),
+    ("ibm-quantum-system", {"configuration": {"n_qubits": 133}}, 133),
+    ("local-simulator", {"num_qubits": 5}, 5),
+    ("iqm-server", {"static_quantum_architecture": {"qubits": ["QB1", "QB2", "QB3"]}}, 3),
+    ("pasqal-cloud", [{"device_type": "FRESNEL", "specs": json.dumps({"max_atom_num": 25})}],
+     25),
+    ("pasqal-local", [{"specs": {"max_atom_num": 61}}], 61),
+    ("ibm-quantum-compute-service", {"something": "else"}, None),
+    ("alice-bob-felis", {"num_qubits": 1}, 1),
 ])
-def test_qubit_count_is_read_from_each_vendor_s_target(target: object, qubits: int | None
-                                                       ) -> None:
-    assert qubits_in_target(json.dumps(target)) == qubits
+def test_qubit_count_is_read_from_each_vendor_s_target(type_name: str, target: object,
+                                                       qubits: int | None) -> None:
+    assert qubits_in_target(type_name, json.dumps(target)) == qubits
 
 
 # ---------------------------------------------------------------- resolving at start

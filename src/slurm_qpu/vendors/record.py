@@ -63,3 +63,6 @@ class Vendor:
     # broker (a local simulator; a type whose jobs talk to it without credentials)
     view: str | None = None
     simulator_prefixes: tuple[str, ...] = ()  # QPU names that are simulators (EMU_...)
+    # "module:function" reading the qubit count from its target() text (the JSON its
+    # resource's target returns); None: a plain {"num_qubits": N} or nothing
+    target_qubits: str | None = None

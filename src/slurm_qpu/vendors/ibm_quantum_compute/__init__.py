@@ -21,4 +21,5 @@ VENDOR = Vendor(
     ),
     payload="qiskit-primitive",
     view="slurm_qpu.vendors.ibm_quantum_compute.view:IbmQuantumComputeView",
+    target_qubits="slurm_qpu.vendors.ibm_quantum_compute.resource:qubits_in_target",
 )

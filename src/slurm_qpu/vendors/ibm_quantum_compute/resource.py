@@ -40,6 +40,7 @@ from slurm_qpu.vendors.common.http import (
     VendorType,
 )
 from slurm_qpu.vendors.common.iam import IamTokenSource
+from slurm_qpu.vendors.common.target import loads
 
 P = "QRMI_IBM_QCS_"
 SESSION_MODES = ("dedicated", "batch")
@@ -193,3 +194,12 @@ class IbmQuantumComputeType(VendorType):
     def create(self, spec: ResourceSpec) -> IbmQuantumCompute:
         preset = spec.environment.get("QRMI_JOB_ACQUISITION_TOKEN")
         return IbmQuantumCompute(spec, self.transport, self.retry, preset)
+
+
+def qubits_in_target(text: str) -> int | None:
+    """The backend configuration's ``n_qubits`` in this type's target description."""
+    data = loads(text)
+    configuration = data.get("configuration") if isinstance(data, dict) else None
+    if isinstance(configuration, dict) and isinstance(configuration.get("n_qubits"), int):
+        return int(configuration["n_qubits"])
+    return None

@@ -15,4 +15,5 @@ VENDOR = Vendor(
     ),
     payload="qiskit-primitive",
     view="slurm_qpu.vendors.ibm_quantum_system.view:IbmQuantumSystemView",
+    target_qubits="slurm_qpu.vendors.ibm_quantum_system.resource:qubits_in_target",
 )

@@ -52,6 +52,7 @@ from slurm_qpu.vendors.common.http import (
 )
 from slurm_qpu.vendors.common.iam import IamTokenSource
 from slurm_qpu.vendors.common.s3 import MAX_PRESIGN_SECONDS, S3Client, S3Credentials
+from slurm_qpu.vendors.common.target import loads
 
 P = "QRMI_IBM_QS_"
 VENDOR = "IBM Quantum System"
@@ -265,3 +266,12 @@ class IbmQuantumSystemType(VendorType):
 
     def create(self, spec: ResourceSpec) -> IbmQuantumSystem:
         return IbmQuantumSystem(spec, self.transport, self.retry)
+
+
+def qubits_in_target(text: str) -> int | None:
+    """The backend configuration's ``n_qubits`` in this type's target description."""
+    data = loads(text)
+    configuration = data.get("configuration") if isinstance(data, dict) else None
+    if isinstance(configuration, dict) and isinstance(configuration.get("n_qubits"), int):
+        return int(configuration["n_qubits"])
+    return None

@@ -12,4 +12,5 @@ VENDOR = Vendor(
     env_prefix="QRMI_IQM_ISA_",
     payload="iqm-job",
     view="slurm_qpu.vendors.iqm_server.view:VIEW",
+    target_qubits="slurm_qpu.vendors.iqm_server.resource:qubits_in_target",
 )

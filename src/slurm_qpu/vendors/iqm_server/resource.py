@@ -52,6 +52,7 @@ from slurm_qpu.vendors.common.http import (
     VendorNotFound,
     VendorType,
 )
+from slurm_qpu.vendors.common.target import loads
 from slurm_qpu.vendors.iqm_server import JOB_TYPES, MAX_TAG
 
 P = "QRMI_IQM_ISA_"
@@ -246,3 +247,13 @@ class IqmServerType(VendorType):
     def create(self, spec: ResourceSpec) -> IqmServer:
         preset = spec.environment.get("QRMI_JOB_ACQUISITION_TOKEN") or None
         return IqmServer(spec, self.transport, self.retry, preset)
+
+
+def qubits_in_target(text: str) -> int | None:
+    """The qubits the quantum computer's architecture lists, in this type's target."""
+    data = loads(text)
+    for key in ("static_quantum_architecture", "dynamic_quantum_architecture"):
+        arch = data.get(key) if isinstance(data, dict) else None
+        if isinstance(arch, dict) and isinstance(arch.get("qubits"), list):
+            return len(arch["qubits"])
+    return None

@@ -11,4 +11,5 @@ VENDOR = Vendor(
     payload="pasqal-sequence",
     view="slurm_qpu.vendors.pasqal_cloud.view:PasqalCloudView",
     simulator_prefixes=("EMU_",),  # Pasqal's emulators are device types named EMU_*
+    target_qubits="slurm_qpu.vendors.common.target:pulser_qubits",
 )

@@ -9,4 +9,5 @@ VENDOR = Vendor(
     resource="slurm_qpu.vendors.pasqal_local.resource:PasqalLocalType",
     env_prefix="QRMI_",
     payload="pasqal-sequence",
+    target_qubits="slurm_qpu.vendors.common.target:pulser_qubits",
 )
