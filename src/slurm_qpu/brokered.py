@@ -24,10 +24,7 @@ log = logging.getLogger(__name__)
 
 def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
                client: BrokerClient, overrides: str | None = None) -> Lease:
-    with store.lock(job.job_id):
-        existing = store.load(job.job_id)
-        if existing is not None and existing.state is not LeaseState.RELEASED:
-            return existing
+    def ask_the_broker() -> Lease:
         lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.node,
                       uid=job.uid, user=job.user)
         try:
@@ -37,7 +34,11 @@ def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
             lease.error = str(exc)
         else:
             _fill(lease, answer)
-        store.save(lease)
+        return lease
+
+    lease, made = store.claim(job.job_id, ask_the_broker)
+    if not made:
+        return lease
     if lease.state is LeaseState.FAILED:
         log.error("job %s: %s", job.job_id, lease.error)
     else:

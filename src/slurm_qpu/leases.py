@@ -135,6 +135,18 @@ class LeaseStore:
         finally:
             os.close(fd)
 
+    def claim(self, job_id: int, make: Callable[[], Lease]) -> tuple[Lease, bool]:
+        """The job's live lease on this node, made by ``make`` (and saved) unless another
+        prolog of the job made it already (prologs run several times per job and node):
+        the lease, and whether this call made it."""
+        with self.lock(job_id):
+            existing = self.load(job_id)
+            if existing is not None and existing.state is not LeaseState.RELEASED:
+                return existing, False
+            lease = make()
+            self.save(lease)
+            return lease, True
+
     def load(self, job_id: int) -> Lease | None:
         for path in (self.path(job_id), self.done_path(job_id)):
             try:

@@ -5,110 +5,42 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from slurm_qpu import envcontract
-from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
+from slurm_qpu.acquire.pipeline import (
+    AcquisitionFailed,
+    ResourceFactory,
+    acquire_all,
+    default_factory,
+    describe_error,
+    plan,
+    release_with_retries,
+    requested,
+)
+from slurm_qpu.config import ConfigError, QrmiConfig, load_config
 from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR
-from slurm_qpu.names import RequestError, parse_request
-from slurm_qpu.overrides import apply as apply_overrides
-from slurm_qpu.overrides import decode as decode_overrides
+from slurm_qpu.names import RequestError
 from slurm_qpu.redact import secrets_of
-from slurm_qpu.selection import UNKNOWN_PLACEMENT, check_request
+from slurm_qpu.selection import UNKNOWN_PLACEMENT
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
 from slurm_qpu.usage import QpuUsage
-from slurm_qpu.vendors import registry
-from slurm_qpu.vendors.common.base import (
-    JobContext,
-    NotAccessible,
-    QuantumResource,
-    ResourceError,
-    ResourceSpec,
-)
 
 log = logging.getLogger(__name__)
-ResourceFactory = Callable[[ResourceSpec], QuantumResource]
 
 
-def default_factory(spec: ResourceSpec) -> QuantumResource:
-    return registry.get_type(spec.type).create(spec)
-
-
-class AcquisitionFailed(Exception):
-    """Acquiring ``qpu`` failed (the vendor's error is the ``__cause__``)."""
-
-    def __init__(self, message: str, qpu: str | None = None, qpu_type: str | None = None):
-        super().__init__(message)
-        self.qpu = qpu
-        self.qpu_type = qpu_type
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ResourceError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def resource_spec(resource: ResourceDef, job: JobFacts, timeout: int | None,
-                  overrides: Mapping[str, str] | None = None) -> ResourceSpec:
-    environment = resource.effective_environment()
-    if overrides:
-        environment = apply_overrides(environment, resource.type, overrides)
-    return ResourceSpec(resource.name, resource.current_type, environment,
-                        JobContext(job.job_id, job.uid, job.user, timeout))
-
-
-def acquire_all(
-    defs: list[ResourceDef], job: JobFacts, timeout: int | None, factory: ResourceFactory,
-    overrides: Mapping[str, Mapping[str, str]] | None = None,
-    on_acquired: Callable[[Acquired], None] | None = None,
-) -> list[Acquired]:
-    """Acquire every QPU or none: on a failure, release what was already acquired.
-    ``overrides`` are the user's allow-listed settings per QPU; ``on_acquired`` hears of
-    each QPU as soon as it is held (the broker journals it there)."""
-    done: list[tuple[QuantumResource, Acquired]] = []
-    for rdef in defs:
-        if rdef.is_legacy_type:
-            log.info("QPU %s: type %r is deprecated; using %r", rdef.name, rdef.type,
-                     rdef.current_type)
-        try:
-            resource = factory(resource_spec(rdef, job, timeout, (overrides or {}).get(rdef.name)))
-            if not resource.is_accessible():
-                # a type may know why (the vendor's status message): say it
-                reason = getattr(resource, "status_reason", None)
-                raise NotAccessible("not accessible now (offline or in maintenance)"
-                                    + (f": {reason}" if reason else ""))
-            token = resource.acquire()
-        except Exception as exc:
-            for prev, acq in reversed(done):
-                try:
-                    prev.release(acq.token)
-                except Exception as rexc:
-                    log.error("job %s: rollback release of %s failed: %s", job.job_id,
-                              acq.resource.name, describe_error(rexc))
-            raise AcquisitionFailed(f"cannot acquire QPU {rdef.name}: {describe_error(exc)}",
-                                    rdef.name, rdef.current_type) from exc
-        log.debug("job %s: acquired %s", job.job_id, rdef.name)
-        done.append((resource, Acquired(rdef, token)))
-        if on_acquired is not None:
-            on_acquired(done[-1][1])
-    return [acq for _, acq in done]
-
-
-def _resolve(raw_request: str | None, config_path: str) -> tuple[list[str], QrmiConfig]:
-    """The request's items (names and ``any:`` selections), each checked against the
-    config; selections are resolved to QPUs later, by the node that acquires."""
-    items = parse_request(raw_request)
+def _requested(raw_request: str | None, config_path: str) -> tuple[list[str], QrmiConfig]:
+    """The request's checked items and the config (whose secrets no log line shows from
+    here on); selections are resolved later, by the node that acquires."""
     config = load_config(config_path)
-    for resource in config.resources:  # no credential in any log line from here on
+    for resource in config.resources:
         REDACTOR.add(secrets_of(resource.effective_environment()))
-    check_request(items, [r.known() for r in config.resources])
-    return items, config
+    return requested(raw_request, config), config
 
 
 def run_prolog(
@@ -123,13 +55,11 @@ def run_prolog(
     """Make sure this node holds the job's lease: acquire on the first node, learn the
     outcome from it on the others. Never raises for bad input or vendor trouble: a failed
     lease is recorded instead, and task_init fails the job with its message."""
-    with store.lock(job.job_id):
-        existing = store.load(job.job_id)
-        if existing is not None and existing.state is not LeaseState.RELEASED:
-            log.debug("job %s: lease already %s on this node", job.job_id, existing.state.value)
-            return existing
-        lease = _prolog(job, raw_request, settings, board, factory, overrides)
-        store.save(lease)
+    lease, made = store.claim(job.job_id, lambda: _prolog(job, raw_request, settings, board,
+                                                         factory, overrides))
+    if not made:
+        log.debug("job %s: lease already %s on this node", job.job_id, lease.state.value)
+        return lease
     if lease.state is LeaseState.FAILED:
         log.error("job %s: %s", job.job_id, lease.error)
     else:
@@ -144,7 +74,7 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
                   uid=job.uid, user=job.user)
     owner = lease.owner
     try:
-        items, config = _resolve(raw, str(settings.config))
+        items, config = _requested(raw, str(settings.config))
     except (RequestError, ConfigError) as exc:
         lease.error = f"--qpu={raw}: {exc}" if raw is not None else str(exc)
         return _announce(lease, board, job, _run_of(board, job, lease))
@@ -167,25 +97,22 @@ def _prolog(job: JobFacts, raw: str | None, settings: PluginSettings, board: Job
     timeout = envcontract.timeout_seconds(limit)
     selected: dict[str, str] = {}
     if owner:
-        from slurm_qpu.probe import resolve_request  # probe builds on this module
-
         try:
             # squeue's record of the job: the policy and the licenses of the QPUs the
-            # request names or selects are checked against it (check_named says why);
+            # request names or selects are checked against it (acquire.resolve says why);
             # without one a QPU with a partition/account/QOS policy is refused
-            lease.names, selected = resolve_request(
-                items, config, factory,
-                placement=view.placement if view else UNKNOWN_PLACEMENT,
-                licensed=Scontrol(settings.scontrol).licenses)
+            job_plan = plan(items, config, factory,
+                            placement=view.placement if view else UNKNOWN_PLACEMENT,
+                            licensed=Scontrol(settings.scontrol).licenses,
+                            overrides=overrides)
         except RequestError as exc:
             lease.error = f"--qpu={raw}: {exc}"
             return _announce(lease, board, job, view.restart_count if view else 0)
-        defs = [r for n in lease.names if (r := config.get(n)) is not None]
-        checked = decode_overrides(overrides, {d.name: d.type for d in defs})
-        for warning in checked.refused:
+        lease.names, selected = job_plan.names, job_plan.selected
+        for warning in job_plan.refused:
             log.warning("job %s: %s", job.job_id, warning)
         try:
-            acquired = acquire_all(defs, job, timeout, factory, checked.accepted)
+            acquired = acquire_all(job_plan.defs, job, timeout, factory, job_plan.overrides)
         except AcquisitionFailed as exc:
             lease.error = str(exc)
             return _announce(lease, board, job, view.restart_count if view else 0)
@@ -282,20 +209,3 @@ def _release(lease: Lease, job: JobFacts, settings: PluginSettings, factory: Res
                    f"{retries} attempts: {describe_error(failure)}")
             lease.release_errors.append(msg)
             log.error("job %s: %s", job.job_id, msg)
-
-
-def release_with_retries(config: QrmiConfig | None, name: str, type_name: str, token: str,
-                         job: JobFacts, factory: ResourceFactory, retries: int,
-                         backoff: float) -> Exception | None:
-    """Release one QPU (with its config settings, else just the type recorded at acquire),
-    trying ``retries`` times; None when released, else the last attempt's error."""
-    rdef = (config.get(name) if config else None) or ResourceDef(name=name, type=type_name)
-    for attempt in range(1, retries + 1):
-        try:
-            factory(resource_spec(rdef, job, None)).release(token)
-            return None
-        except Exception as exc:
-            if attempt == retries:
-                return exc
-            time.sleep(backoff * attempt)
-    return None

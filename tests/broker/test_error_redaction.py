@@ -106,8 +106,8 @@ def test_a_qpu_added_by_a_config_reload_has_its_secret_masked_in_the_log_and_sto
 
 def test_the_vendors_status_note_is_masked_too(start_broker: StartBroker, tmp_path: Path
                                                ) -> None:
+    from slurm_qpu.acquire.vendor_status import QpuStatus
     from slurm_qpu.broker.availability import Availability
-    from slurm_qpu.probe import QpuStatus
 
     b = start_broker(sim_resources(tmp_path / "ledger.jsonl", sim_a={"API_KEY": KEY}))
     watcher = b.service.availability = Availability(b.service.config.get, b.service.factory)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from harness import LiveJobs, lease_service, read_ledger, sim_resources, wait_for, write_config
 
+from slurm_qpu.acquire.pipeline import default_factory
 from slurm_qpu.broker.journal import Held, Journal, State
 from slurm_qpu.broker.service import EXPIRY_GRACE_SECONDS, AcquireRequest, LeaseService
-from slurm_qpu.lifecycle import default_factory
 from slurm_qpu.redact import is_secret_key
 from slurm_qpu.vendors.common.base import ResourceSpec
 

@@ -14,10 +14,11 @@ import test_spank_handlers as handlers
 from test_spank_handlers import FakeSpank, node_store, plugin_args
 
 import slurm_qpu.spank as spank
+from slurm_qpu.acquire.pipeline import acquire_all
 from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.config import ResourceDef
+from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import LeaseState
-from slurm_qpu.lifecycle import JobFacts, acquire_all
 from slurm_qpu.overrides import CONTROL_NAME, PROLOG_ENV
 from slurm_qpu.spank import jobscript
 

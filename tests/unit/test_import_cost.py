@@ -12,7 +12,8 @@ import sys
 import pytest
 
 HEAVY = ("pydantic", "httpx", "slurm_qpu.config", "slurm_qpu.lifecycle",
-         "slurm_qpu.vendors.registry", "slurm_qpu.vendors.common.http", "socket")
+         "slurm_qpu.acquire.pipeline", "slurm_qpu.vendors.registry",
+         "slurm_qpu.vendors.common.http", "socket")
 
 
 def imported_by(*modules: str) -> set[str]:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from slurm_qpu.acquire.pipeline import default_factory
 from slurm_qpu.coordination import JobView, PublicRecord
+from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeaseState, LeaseStore
-from slurm_qpu.lifecycle import JobFacts, default_factory, run_epilog, run_prolog
+from slurm_qpu.lifecycle import run_epilog, run_prolog
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import SlurmCommandError
 from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec

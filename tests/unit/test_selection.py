@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from slurm_qpu.acquire.pipeline import default_factory
+from slurm_qpu.acquire.resolve import resolve_request
+from slurm_qpu.acquire.vendor_status import qubits_in_target
 from slurm_qpu.config import load_config
 from slurm_qpu.coordination import JobBoard, JobView, PublicRecord
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeaseState, LeaseStore
-from slurm_qpu.lifecycle import default_factory, run_prolog
+from slurm_qpu.lifecycle import run_prolog
 from slurm_qpu.names import RequestError
-from slurm_qpu.probe import qubits_in_target, resolve_request
 from slurm_qpu.selection import (
     UNKNOWN_PLACEMENT,
     Candidate,

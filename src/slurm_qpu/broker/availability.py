@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from slurm_qpu.acquire.pipeline import ResourceFactory
+from slurm_qpu.acquire.vendor_status import QpuStatus, probe
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.lifecycle import ResourceFactory
-from slurm_qpu.probe import QpuStatus, probe
 from slurm_qpu.slurmconf import license_name
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu import envcontract, overrides
+from slurm_qpu.acquire.pipeline import (
+    AcquisitionFailed,
+    ResourceFactory,
+    acquire_all,
+    default_factory,
+    describe_error,
+    plan,
+    release_with_retries,
+    requested,
+)
+from slurm_qpu.acquire.vendor_status import QpuStatus
 from slurm_qpu.broker.availability import Availability
 from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
@@ -27,19 +38,10 @@ from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.lifecycle import (
-    AcquisitionFailed,
-    ResourceFactory,
-    acquire_all,
-    default_factory,
-    describe_error,
-    release_with_retries,
-)
 from slurm_qpu.log import job_scope
-from slurm_qpu.names import RequestError, parse_request
-from slurm_qpu.probe import QpuStatus, resolve_request
+from slurm_qpu.names import RequestError
 from slurm_qpu.redact import Redactor, secrets_of
-from slurm_qpu.selection import check_request, has_selection
+from slurm_qpu.selection import has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
 from slurm_qpu.types import LEGACY_TYPES
 from slurm_qpu.vendors.registry import view_for
@@ -226,14 +228,12 @@ class LeaseService:
         choosing = self._choosing if has_selection(request.qpus) else contextlib.nullcontext()
         with choosing:
             try:
-                items = parse_request(request.qpus)
                 config = self.config.get()
-                check_request(items, [r.known() for r in config.resources])
                 # a selection picks among the QPUs now: the vendors' status and queues, and
                 # how many of this cluster's jobs hold each (never past its max_jobs)
-                names, selected = resolve_request(items, config, self.factory,
-                                                  self.active_counts, placement,
-                                                  licensed=self.licenses)
+                job_plan = plan(requested(request.qpus, config), config, self.factory,
+                                placement=placement, licensed=self.licenses,
+                                overrides=request.overrides, active_jobs=self.active_counts)
             except (RequestError, ConfigError, OSError) as exc:
                 with self.journal.transaction():
                     lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
@@ -242,16 +242,15 @@ class LeaseService:
                     self.journal.set_state(lease, State.FAILED,
                                            error=self.redact(f"--qpu={request.qpus}: {exc}"))
                 return Outcome(lease)
-            defs = [d for n in names if (d := config.get(n)) is not None]
-            checked = overrides.decode(request.overrides, {d.name: d.type for d in defs})
-            for warning in checked.refused:
+            defs = job_plan.defs
+            for warning in job_plan.refused:
                 log.warning("job %s: %s", request.job_id, warning)
             # committed (a selection counts it from here on) but synced below, outside
             # the lock: the other jobs' requests need not wait for this one's disk write
-            lease = self.journal.begin(request.job_id, user=user, uid=request.uid, names=names,
-                                       overrides=checked.accepted, expires_at=expires, now=now,
-                                       request=request.qpus, selected=selected, durable=False,
-                                       gen=gen)
+            lease = self.journal.begin(request.job_id, user=user, uid=request.uid,
+                                       names=job_plan.names, overrides=job_plan.overrides,
+                                       expires_at=expires, now=now, request=request.qpus,
+                                       selected=job_plan.selected, durable=False, gen=gen)
         self.journal.sync()  # on disk before any vendor is asked for anything
 
         last: list[Held] = []
@@ -265,7 +264,7 @@ class LeaseService:
                 last.append(held)  # the last grant: in the state change's transaction
 
         try:
-            acquire_all(defs, facts, timeout, self.factory, checked.accepted, journal_it)
+            acquire_all(defs, facts, timeout, self.factory, job_plan.overrides, journal_it)
         except AcquisitionFailed as exc:
             cause = exc.__cause__
             self.metrics.vendor_errors.inc(
@@ -281,13 +280,14 @@ class LeaseService:
                     self.journal.mark_held_released(lease, held.name, None)
                 self.journal.set_state(lease, State.FAILED, error=error)
             log.error("job %s: %s", request.job_id, error)
-            return Outcome(lease, checked.refused)
+            return Outcome(lease, job_plan.refused)
         with self.journal.transaction():  # one write and one fsync for both
             for held in last:
                 self.journal.add_held(lease, held)
             self.journal.set_state(lease, State.ACQUIRED)
-        log.info("job %s: acquired %s for %s", request.job_id, ",".join(names), user or "?")
-        return Outcome(lease, checked.refused)
+        log.info("job %s: acquired %s for %s", request.job_id, ",".join(job_plan.names),
+                 user or "?")
+        return Outcome(lease, job_plan.refused)
 
     def _undo_interrupted(self, lease: LeaseRecord) -> None:
         """A lease the broker was acquiring when it stopped: give back what it got."""

@@ -1,21 +1,14 @@
-"""Asking a QPU's vendor how it is: status, why not available, queue depth, qubits.
-
-One place for what the broker's availability watcher, ``--qpu=any:`` selection (both
-modes) and ``slurm-qpu status`` want to know, so they say the same thing about a QPU.
-"""
+"""Resolving a ``--qpu`` value at the job's start: each named QPU checked against
+slurmctld's record of the job (its policy, its license), each ``any:`` selection turned into
+the least busy QPU that matches now (asked of its vendor), within each QPU's ``max_jobs``."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
 
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.lifecycle import ResourceFactory, describe_error, resource_spec
 from slurm_qpu.names import RequestError
 from slurm_qpu.selection import (
     UNKNOWN_PLACEMENT,
@@ -27,66 +20,11 @@ from slurm_qpu.selection import (
 from slurm_qpu.slurmcli import SlurmCommandError
 from slurm_qpu.slurmconf import license_name
 
+if TYPE_CHECKING:
+    from slurm_qpu.acquire.pipeline import ResourceFactory
+    from slurm_qpu.acquire.vendor_status import QpuStatus
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class QpuStatus:
-    name: str
-    type: str
-    state: str = "unchecked"  # online | unavailable (vendor says so) | unknown (no answer)
-    reason: str | None = None  # the vendor's words, or why it could not be asked
-    queue_depth: int | None = None  # where the vendor tells it
-    checked_at: float | None = None
-    held: bool = False  # Slurm holds new jobs for it (reservation qpu_maint_<name>)
-    num_qubits: int | None = None  # asked only for a selection, when not declared
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def qubits_in_target(type_name: str, text: str) -> int | None:
-    """The qubit count in a QRMI target description of a type, as its vendor reads it
-    (``Vendor.target_qubits``; a plain ``num_qubits`` otherwise)."""
-    from slurm_qpu.vendors.common.target import plain_qubits
-    from slurm_qpu.vendors.registry import vendor
-
-    reader = vendor(type_name).target_qubits
-    if reader is None:
-        return plain_qubits(text)
-    module, _, function = reader.partition(":")
-    count: int | None = getattr(import_module(module), function)(text)
-    return count
-
-
-def probe(rdef: ResourceDef, factory: ResourceFactory, *, qubits: bool = False,
-          clock: Any = time.time) -> QpuStatus:
-    """Ask the vendor; never raises (an error is the status ``unknown`` with its reason).
-    ``qubits``: also find the qubit count when the config does not declare it."""
-    status = QpuStatus(rdef.name, rdef.current_type, checked_at=clock(),
-                       num_qubits=rdef.slurm.num_qubits)
-    try:
-        resource = factory(resource_spec(rdef, JobFacts(0, "broker", ()), None))
-        accessible = resource.is_accessible()
-    except Exception as exc:  # the vendor's error, whatever its type: shown, not fatal
-        status.state, status.reason = "unknown", describe_error(exc)
-        return status
-    status.state = "online" if accessible else "unavailable"
-    reason = getattr(resource, "status_reason", None)
-    status.reason = None if accessible else (reason or "the vendor reports it unavailable")
-    depth = getattr(resource, "queue_depth", None)
-    status.queue_depth = depth if isinstance(depth, int) else None
-    if qubits and status.num_qubits is None:
-        count = getattr(resource, "num_qubits", None)
-        if isinstance(count, int):
-            status.num_qubits = count
-        else:
-            try:
-                status.num_qubits = qubits_in_target(rdef.current_type,
-                                                     resource.target().value)
-            except Exception:  # no count: the selection says so
-                status.num_qubits = None
-    return status
 
 
 def candidate(rdef: ResourceDef, status: QpuStatus, active_jobs: int = 0,
@@ -169,6 +107,8 @@ def resolve_request(items: Sequence[str], config: QrmiConfig, factory: ResourceF
     cannot be checked, is neither picked nor acquired by name, and a named QPU must pass
     ``check_named`` (``licensed``: slurmctld's license names). RequestError when a named
     QPU is refused or a selection finds no QPU available."""
+    from slurm_qpu.acquire import vendor_status  # asks vendors only for a selection
+
     where = placement if placement is not None else UNKNOWN_PLACEMENT
     names, selections = split_request(items)
     check_named(names, config, where, licensed)
@@ -186,7 +126,7 @@ def resolve_request(items: Sequence[str], config: QrmiConfig, factory: ResourceF
         selection = parsed[item]
         wants_qubits = selection.num_qubits is not None or selection.min_qubits is not None
         candidates = [
-            candidate(rdef, probe(rdef, factory, qubits=wants_qubits),
+            candidate(rdef, vendor_status.probe(rdef, factory, qubits=wants_qubits),
                       active.get(rdef.name, 0), active_jobs is not None, where)
             for rdef in config.resources
             if rdef.name not in taken and selection.could_match(rdef.known())]
