@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slurm_qpu.selection import Known
-from slurm_qpu.types import current_type
+from slurm_qpu.vendors.type_names import current_type
 
 FORMAT = "slurm-qpu-catalog/1"
 

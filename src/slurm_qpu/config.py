@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from slurm_qpu.names import NAME_PATTERN, is_valid_name
 from slurm_qpu.selection import Known, Placement
-from slurm_qpu.types import LEGACY_TYPES, current_environment, current_type
+from slurm_qpu.vendors.type_names import LEGACY_TYPES, current_environment, current_type
 
 
 @dataclass(frozen=True)

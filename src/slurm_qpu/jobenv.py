@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from slurm_qpu.types import current_environment, current_type
 from slurm_qpu.vendors.common.base import JobContext, ResourceError, ResourceSpec
+from slurm_qpu.vendors.type_names import current_environment, current_type
 
 __all__ = ["DELIMITER", "LEGACY_RESOURCES", "LEGACY_TYPES", "RESOURCES", "TIMEOUT_KEY",
            "TOKEN_KEY", "TYPES", "JobEnvError", "job_resource", "job_resources"]

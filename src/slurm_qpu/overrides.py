@@ -15,9 +15,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from slurm_qpu.types import LEGACY_TYPES, current_type
 from slurm_qpu.vendors.builtin import vendors
 from slurm_qpu.vendors.record import Allowed
+from slurm_qpu.vendors.type_names import LEGACY_TYPES, current_type
 
 # The job-control variable sbatch/salloc pass to the prolog (Slurm prefixes it SPANK_).
 CONTROL_NAME = "SLURM_QPU_OVERRIDES"

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from slurm_qpu.names import RequestError, check_known
-from slurm_qpu.types import current_type
 from slurm_qpu.vendors.builtin import vendors
+from slurm_qpu.vendors.type_names import current_type
 
 PREFIX = "any:"
 KEYS = ("name", "type", "num_qubits", "min_qubits", "is_simulator", "status")

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import StartBroker, bearer, write_config
+from harness import StartBroker, bearer, wait_for, write_config
 
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.server import Refused, decoded_answer
@@ -258,6 +258,9 @@ def test_the_proxy_keeps_one_vendor_connection_for_a_jobs_requests(
                    for _ in range(5)]
     assert [a.status_code for a in answers] == [200] * 5
     pool = b.broker.http
+    # (the connection goes back to the pool once the answer is relayed: just after the
+    # job has it)
+    assert wait_for(lambda: sum(len(idle) for idle in pool._idle.values()) == 1)
     assert sum(len(idle) for idle in pool._idle.values()) == 1
 
 

@@ -9,7 +9,6 @@ import pytest
 from fake_ibm import API_KEY, FakeIbm, settings
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.types import current_environment
 from slurm_qpu.vendors.common.base import (
     JobContext,
     MissingSetting,
@@ -28,6 +27,7 @@ from slurm_qpu.vendors.common.http import (
 )
 from slurm_qpu.vendors.ibm_quantum_compute.resource import IbmQuantumCompute, IbmQuantumComputeType
 from slurm_qpu.vendors.registry import get_type
+from slurm_qpu.vendors.type_names import current_environment
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 

@@ -17,7 +17,6 @@ from fake_ibm_system import (
 )
 from vendor_fake import ATTEMPT_SECONDS, DEADLINE, stall_every_attempt
 
-from slurm_qpu.types import current_environment
 from slurm_qpu.vendors.common.base import (
     JobContext,
     MissingSetting,
@@ -41,6 +40,7 @@ from slurm_qpu.vendors.ibm_quantum_system.resource import (
     Lanes,
 )
 from slurm_qpu.vendors.registry import get_type
+from slurm_qpu.vendors.type_names import current_environment
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=5.0)
 SAMPLER = QiskitPrimitive(json.dumps({"pubs": [["OPENQASM 3.0;", None, 100]], "version": 2}),

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.config import ConfigError, load_config
-from slurm_qpu.types import CURRENT_TYPES, current_type
 from slurm_qpu.vendors import builtin, registry
 from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec, TypeNotAvailable
 from slurm_qpu.vendors.local_simulator.resource import LocalSimulator, LocalSimulatorType
+from slurm_qpu.vendors.type_names import CURRENT_TYPES, current_type
 
 WriteJson = Callable[..., Path]
 

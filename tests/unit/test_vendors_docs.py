@@ -32,10 +32,10 @@ import pytest
 
 from slurm_qpu.cli import main
 from slurm_qpu.config import ResourceDef, parse_config
-from slurm_qpu.types import CURRENT_TYPES, LEGACY_TYPES, current_type
 from slurm_qpu.vendors.builtin import BUILTIN, vendors
 from slurm_qpu.vendors.common.base import JobContext, MissingSetting, ResourceSpec
 from slurm_qpu.vendors.registry import get_type
+from slurm_qpu.vendors.type_names import CURRENT_TYPES, LEGACY_TYPES, current_type
 
 REPO = Path(__file__).resolve().parents[2]
 VENDORS = REPO / "docs" / "vendors.md"

@@ -43,8 +43,8 @@ from slurm_qpu.names import RequestError
 from slurm_qpu.redact import Redactor, secrets_of
 from slurm_qpu.selection import has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
-from slurm_qpu.types import LEGACY_TYPES
 from slurm_qpu.vendors.registry import view_for
+from slurm_qpu.vendors.type_names import LEGACY_TYPES
 
 log = logging.getLogger("slurm_qpu.broker")
 EXPIRY_GRACE_SECONDS = 300  # after the time limit: Slurm's KillWait and the epilog

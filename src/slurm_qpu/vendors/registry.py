@@ -23,11 +23,11 @@ from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from slurm_qpu.types import CURRENT_TYPES, LEGACY_TYPES, current_type
 from slurm_qpu.vendors.builtin import vendors
 from slurm_qpu.vendors.common.base import ResourceSpec, ResourceType, TypeNotAvailable
 from slurm_qpu.vendors.common.view import View
 from slurm_qpu.vendors.record import Vendor
+from slurm_qpu.vendors.type_names import CURRENT_TYPES, LEGACY_TYPES, current_type
 
 ENTRY_POINT_GROUP = "slurm_qpu.vendors"
 OLD_ENTRY_POINT_GROUP = "slurm_qpu.resource_types"  # until the next release

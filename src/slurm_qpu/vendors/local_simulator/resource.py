@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slurm_qpu.types import LOCAL_SIMULATOR
 from slurm_qpu.vendors.common.base import (
     AcquireError,
     NotAccessible,
@@ -41,6 +40,7 @@ from slurm_qpu.vendors.common.base import (
     TaskStatus,
     UnsupportedPayload,
 )
+from slurm_qpu.vendors.type_names import LOCAL_SIMULATOR
 
 PREFIX = "QRMI_LOCAL_SIM_"
 STATUSES = ("online", "offline", "maintenance")
