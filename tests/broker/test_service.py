@@ -514,7 +514,7 @@ def test_the_jobs_endpoints_point_at_the_proxy(tmp_path: Path) -> None:
     assert env["ibm_qs_QRMI_IBM_QS_ENDPOINT"] == f"{PUBLIC}/p/ibm_qs"
     assert env["EMU_FREE_QRMI_PASQAL_CLOUD_BASE_URL"] == f"{PUBLIC}/p/EMU_FREE"
     assert env["iqm_QRMI_IQM_ISA_ENDPOINT"] == f"{PUBLIC}/p/iqm"
-    assert env["felis_QRMI_AB_FELIS_BASE_ENDPOINT"] == f"{PUBLIC}/p/felis"
+    assert env["felis_QRMI_AB_FELIS_BASE_ENDPOINT"] == f"{PUBLIC}/p/felis/"  # joined onto
     assert env["ibm_x_QRMI_JOB_ACQUISITION_TOKEN"] == "ibm_x-session-1"
     assert env["QRMI_JOB_QPU_RESOURCES"] == ",".join(r["name"] for r in SITE)
     assert env["ibm_x_QRMI_JOB_TIMEOUT_SECONDS"] == "600"

@@ -60,7 +60,7 @@ def vendor() -> Iterator[Vendor]:
             seen.headers.append({k.lower(): v for k, v in self.headers.items()})
             if self.path.startswith("/slow"):
                 time.sleep(1.0)
-            if self.path.startswith("/chunked"):
+            if self.path.startswith("/chunked") or self.path.endswith("/about"):
                 self.send_response(200)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
@@ -271,11 +271,12 @@ def test_a_token_swap_vendor_gets_the_site_token_and_the_job_its_chunked_answer(
     env = b.acquire(7, "garnet_mock")["env"]
     headers = bearer(env["garnet_mock_QRMI_IQM_ISA_TOKEN"])
     with httpx.Client(headers=headers) as job:
-        chunked = job.get(f"{b.url}/p/garnet_mock/chunked")
-        plain = job.get(f"{b.url}/p/garnet_mock/x?y=1")
+        chunked = job.get(f"{b.url}/p/garnet_mock/api/v1/about")
+        plain = job.get(f"{b.url}/p/garnet_mock/api/v1/quantum-computers/garnet:mock?y=1")
     assert (chunked.status_code, chunked.content) == (200, b"abcdef")
     assert chunked.headers["transfer-encoding"] == "chunked"
-    assert (plain.status_code, plain.json()) == (200, {"path": "/x?y=1"})
+    assert (plain.status_code, plain.json()) == \
+        (200, {"path": "/api/v1/quantum-computers/garnet:mock?y=1"})
     proxied = vendor.headers[-2:]  # the acquire asked the health route before
     assert [h["authorization"] for h in proxied] == ["Bearer site-secret"] * 2
     assert [h["accept-encoding"] for h in proxied] == ["gzip, deflate"] * 2  # the job's own

@@ -288,7 +288,7 @@ def test_a_body_under_the_limit_goes_through(small: BrokerUnderTest) -> None:
     ("/api/v1/./backends", "request path not allowed ('.' or '..' segments)"),
     ("/api/v1/jobs%2F..%2Fsessions", "request path not allowed (encoded separators or empty "
                                      "segments)"),
-    ("//api/v1/backends", "request path not allowed (encoded separators or empty segments)"),
+    ("///api/v1/backends", "request path not allowed (encoded separators or empty segments)"),
     ("/api/v1//backends", "request path not allowed (encoded separators or empty segments)"),
     ("/api/v1\\backends", "request path not allowed (encoded separators or empty segments)"),
     ("/api/v1/%5cbackends", "request path not allowed (encoded separators or empty segments)"),
@@ -302,6 +302,15 @@ def test_path_tricks_are_refused(b: BrokerUnderTest, emulator: Emulator, path: s
     answer = raw(b.url, "GET", f"/p/{QPU}{path}", headers=bearer(a.token))
     assert refused(answer, 400, message)
     assert vendor_calls(emulator, before) == []
+
+
+def test_one_empty_segment_after_the_qpu_name_is_a_clients_join_and_means_the_same_route(
+        b: BrokerUnderTest) -> None:
+    # qrmi joins "/v1/..." onto an endpoint ending in "/" (which Felis's provider needs)
+    a = start_job(b, 7)
+    joined = raw(b.url, "GET", f"/p/{QPU}//api/v1/backends", headers=bearer(a.token))
+    assert joined.status == 200, joined.body
+    assert [d["name"] for d in joined.json()["devices"]] == [QPU]
 
 
 def test_a_job_over_its_rate_limit_waits_and_other_jobs_do_not(
@@ -406,6 +415,28 @@ def test_a_pasqal_job_reaches_only_its_device_and_its_own_batches(
     assert nothing_reached_the_vendor(emulator, before)
     devices = call("GET", "core-fast/api/v1/devices")
     assert devices.status_code == 200, devices.text
+
+
+def test_a_pasqal_batch_goes_to_the_sites_project_whatever_the_job_names(
+        b: BrokerUnderTest, emulator: Emulator) -> None:
+    token = b.acquire(7, "EMU_FREE")["env"]["EMU_FREE_QRMI_PASQAL_CLOUD_AUTH_TOKEN"]
+    project = emulator.config.pasqal_project_id
+    url = f"{b.url}/p/EMU_FREE/core-fast/api/v1/batches"
+    before = len(emulator.requests())
+    foreign = httpx.post(url, headers=bearer(token), content=json.dumps(
+        {"device_type": "EMU_FREE", "open": True, "project_id": "a-project-of-my-own"}))
+    assert refused(foreign, 403, f"batches from this cluster go to Pasqal project {project}, "
+                                 "not a-project-of-my-own")
+    assert nothing_reached_the_vendor(emulator, before)
+    # naming none, the batch is placed in the site's project (the vendor refuses a batch
+    # without one)
+    unnamed = httpx.post(url, headers=bearer(token),
+                         content=json.dumps({"device_type": "EMU_FREE", "open": True}))
+    assert unnamed.status_code == 200, unnamed.text
+    assert unnamed.json()["data"]["project_id"] == project
+    named = httpx.post(url, headers=bearer(token), content=json.dumps(
+        {"device_type": "EMU_FREE", "open": True, "project_id": project}))
+    assert named.status_code == 200, named.text
 
 
 def test_the_iam_answer_is_a_jwt_naming_the_lease_that_ends_with_it(

@@ -26,7 +26,8 @@ FINAL = ("SUCCEEDED", "CANCELLED", "TIMED_OUT", "COMPILATION_FAILED", "TRANSPILA
 
 def _target(name: str) -> dict[str, Any]:
     return {"name": name, "numQubits": 1, "instructions": [{"signature": "x"}],
-            "inputParams": {"nbShots": {"default": 1000, "constraints": []}}}
+            "inputParams": {"nbShots": {"required": True, "type": "int", "default": 1000,
+                                        "constraints": [{"min": 1, "max": 10000000}]}}}
 
 
 @dataclass
@@ -89,7 +90,7 @@ class FakeFelis:
                 return detail(409, "Input already uploaded")
             self.inputs[rest[0]] = _multipart_field(request, "input")
             self.event(rest[0], "INPUT_READY")
-            return httpx.Response(200, json=None)
+            return httpx.Response(200, json=job)  # qrmi reads a JSON answer
         if rest[1:] == ["output"]:
             if last != "SUCCEEDED":
                 return detail(409, "Output not available")

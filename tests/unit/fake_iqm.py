@@ -1,6 +1,7 @@
 """A fake IQM Server REST API (``/api/v1``) for httpx.MockTransport, written from IQM's
-documented API (docs/vendors/iqm-and-felis.md): health, job submit/get/cancel/artifacts,
-calibration sets, and the error body ``{error_code, message, request_id}``."""
+documented API (docs/vendors/iqm-and-felis.md): the quantum computers and their health, job
+submit/get/cancel/artifacts, calibration sets, and the error body
+``{error_code, message, request_id}``."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ class FakeIqm:
         return None
 
     def _quantum_computers(self, rest: list[str]) -> httpx.Response:
+        if not rest:
+            return httpx.Response(200, json={"quantum_computers": [
+                {"id": qc_id(alias), "alias": alias,
+                 "display_name": alias.title()} for alias in self.qcs]})
         qc = rest[0]
         if (missing := self._known(qc)) is not None:
             return missing
@@ -126,7 +131,7 @@ class FakeIqm:
         job_id = str(uuid.uuid4())
         self.payloads[job_id] = json.loads(request.content)
         self.jobs[job_id] = {
-            "id": job_id, "type": job_type, "status": "waiting", "qc": {"id": qc},
+            "id": job_id, "type": job_type, "status": "waiting", "qc": {"id": qc_id(qc)},
             "artifacts": [], "messages": [], "errors": [], "tag": params.get("tag"),
             "timeline": [{"source": "iqm-server", "status": "created",
                           "timestamp": "2026-09-28T15:00:00Z"}],
@@ -143,6 +148,11 @@ class FakeIqm:
             job["artifacts"] = [{"type": "measurement_counts"}]
             job["messages"].append({"source": "compiler", "message": "2 circuits compiled"})
         job["errors"] = errors or []
+
+
+def qc_id(alias: str) -> str:
+    """A quantum computer's id: a UUID, as the server has it (its alias is a second name)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, alias))
 
 
 def error(status: int, code: str, message: str) -> httpx.Response:

@@ -1,7 +1,13 @@
 """What every fake vendor API in this directory shares: injected faults served first, and a
-client rigged so that every attempt times out on a simulated clock."""
+client rigged so that every attempt times out on a simulated clock; a fake served over real
+HTTP."""
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
@@ -41,3 +47,47 @@ def stall_every_attempt(client: VendorClient) -> list[float]:
     client.retry = RetryPolicy(attempts=10, backoff=1.0, deadline=DEADLINE)
     client._http._transport = httpx.MockTransport(slow)
     return now
+
+
+@contextlib.contextmanager
+def served(handle: Callable[[httpx.Request], httpx.Response]) -> Iterator[str]:
+    """A fake's handler behind a real HTTP server on loopback (for what does not take an
+    httpx transport: the broker's proxy, qrmi); yields the server's root URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            url = f"http://{self.headers.get('Host', 'localhost')}{self.path}"
+            request = httpx.Request(self.command, url, headers=list(self.headers.items()),
+                                    content=body)
+            try:
+                response = handle(request)
+            except Exception as exc:  # a fake's bug shows in the client's error, not a hang
+                response = httpx.Response(500, text=f"fake vendor failed: {exc!r}")
+            content = response.read()
+            self.send_response(response.status_code)
+            for key, value in response.headers.items():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

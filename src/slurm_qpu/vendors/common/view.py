@@ -58,6 +58,11 @@ class JobSide(Protocol):
 
     def access_token(self) -> tuple[str, int]: ...
 
+    def settings(self) -> Mapping[str, str] | None:
+        """The QPU's settings as the broker holds them (credentials included; None once the
+        QPU is gone from the configuration): what the site pins the job to."""
+        ...
+
 
 @dataclass
 class Decision:
@@ -133,15 +138,24 @@ def keep_settings(settings: Mapping[str, str], *drop: str) -> dict[str, str]:
 
 
 def note_qpu_time(status: int, body: bytes, job: JobSide, vendor_id: str,
-                   path: tuple[str, str], scale: float) -> bytes:
-    """Record the QPU time a job status answer carries (``usage.quantum_seconds`` and
-    the like); the answer passes unchanged."""
-    data = json_body(body)
-    if status < 300 and isinstance(data, dict):
-        value = data.get(path[0])
-        value = value.get(path[1]) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            job.report_usage(vendor_id, float(value) * scale)
+                  path: tuple[str, ...], scale: float) -> bytes:
+    """Record the QPU time a job status answer carries at ``path`` (``usage.quantum_seconds``
+    and the like), times ``scale`` to make seconds; the answer passes unchanged."""
+    value = json_body(body)
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if status < 300 and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and value > 0:
+        job.report_usage(vendor_id, float(value) * scale)
+    return body
+
+
+def remember_created(status: int, body: bytes, job: JobSide, shots: int | None) -> bytes:
+    """A vendor's answer to a new vendor job (``{"id": ...}``): the job is the Slurm job's
+    from now on, with the shots it asked for; the answer passes unchanged."""
+    created = json_body(body)
+    if status < 300 and isinstance(created, dict) and created.get("id"):
+        job.remember(str(created["id"]), shots=shots)
     return body
 
 

@@ -26,6 +26,7 @@ from slurm_qpu.vendors.common.view import (
     keep_settings,
     listed,
     note_qpu_time,
+    remember_created,
 )
 
 QCS = "QRMI_IBM_QCS_"
@@ -105,14 +106,8 @@ class IbmQuantumComputeView(IamUpstream, View):
         body["backend"], body["session_id"] = job.name, job.session
 
         shots = sampler_shots(body)
-
-        def remember(status: int, answer: bytes) -> bytes:
-            created = json_body(answer)
-            if status < 300 and isinstance(created, dict) and created.get("id"):
-                job.remember(str(created["id"]), shots=shots)
-            return answer
-
-        return Decision(body=json.dumps(body).encode(), on_response=remember)
+        return Decision(body=json.dumps(body).encode(),
+                        on_response=lambda s, b: remember_created(s, b, job, shots))
 
 
 DEFAULT_SAMPLER_SHOTS = 4096  # IBM's SamplerV2 default when neither pub nor options say

@@ -3,6 +3,7 @@ batches on its own device, and the batches and jobs it created."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -61,7 +62,7 @@ class PasqalCloudView(View):
             if not isinstance(body, dict) or body.get("device_type") != job.name:
                 device = body.get("device_type") if isinstance(body, dict) else "?"
                 return deny(f"this job holds QPU {job.name}, not {device}")
-            return Decision(on_response=lambda s, b: _remember_batch(s, b, job))
+            return _in_site_project(job, body)
         if route in ("core-fast/api/v1/batches/cancel", "core-fast/api/v2/batches/cancel"):
             return deny("cancelling batches by list is not available through the broker; "
                         "cancel each batch")
@@ -83,6 +84,24 @@ class PasqalCloudView(View):
                 return deny(f"Pasqal job {m.group(1)} was not created by this Slurm job")
             return FORWARD
         return deny(f"{method} /{call.path} is not available to jobs through the broker")
+
+
+def _in_site_project(job: JobSide, body: dict[str, object]) -> Decision:
+    """A new batch goes to the site's Pasqal project (QRMI_PASQAL_CLOUD_PROJECT_ID), whatever
+    project the job names: the broker's account may belong to several, and the site pays for
+    and watches one. A batch naming no project is placed in the site's; one naming another
+    project is refused."""
+    project = (job.settings() or {}).get(PASQAL + "PROJECT_ID", "")
+    remember = Decision(on_response=lambda s, b: _remember_batch(s, b, job))
+    if not project:
+        return remember  # the vendor's own default project for the account
+    named = body.get("project_id")
+    if named in (None, ""):
+        body = {**body, "project_id": project}
+        remember.body = json.dumps(body).encode()
+    elif named != project:
+        return deny(f"batches from this cluster go to Pasqal project {project}, not {named}")
+    return remember
 
 
 def _only_own_batches(body: bytes, job: JobSide) -> bytes:
