@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -94,12 +95,16 @@ def test_acquire_for_a_user_warden_does_not_authorize_shows_wardens_message() ->
     with pytest.raises(VendorAuthError) as exc:
         q.acquire()
     assert str(exc.value) == ("Warden refused a session for uid 1000 (403): User ID not "
-                              "authorized.")
+                              "authorized. (Warden's api.authorized_users does not list uid "
+                              "1000)")
 
 
-def test_acquire_by_a_non_admin_uid_shows_wardens_message() -> None:
-    with pytest.raises(VendorAuthError, match=r"Endpoint restricted to admin user\."):
+def test_acquire_by_a_non_admin_uid_names_the_uid_wardens_admin_users_must_list() -> None:
+    with pytest.raises(VendorAuthError) as exc:
         qpu(FakeWarden(), FakeMunge(uid=1000)).acquire()
+    assert str(exc.value) == (f"Warden refused a session for uid 1000 (403): Endpoint "
+                              f"restricted to admin user. (uid {os.getuid()} asked, and "
+                              "Warden's api.admin_users does not list it)")
 
 
 def test_release_revokes_the_session_and_cancels_its_pending_jobs() -> None:
@@ -132,8 +137,9 @@ def test_release_refused_shows_wardens_message() -> None:
     token = qpu(fake).acquire()
     with pytest.raises(VendorAuthError) as exc:
         qpu(fake, FakeMunge(uid=1000)).release(token)
-    assert str(exc.value) == ("Warden refused to revoke the session (403): Endpoint "
-                              "restricted to admin user.")
+    assert str(exc.value) == (f"Warden refused to revoke the session (403): Endpoint "
+                              f"restricted to admin user. (uid {os.getuid()} asked, and "
+                              "Warden's api.admin_users does not list it)")
 
 
 def test_full_task_cycle_as_the_jobs_user() -> None:

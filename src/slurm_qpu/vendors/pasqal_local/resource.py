@@ -15,6 +15,7 @@ Needs munged on the node and the ``munge`` command. The job's uid and id come fr
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +52,25 @@ STATUS = {"PENDING": TaskStatus.QUEUED, "RUNNING": TaskStatus.RUNNING,
 VENDOR = "Warden"
 
 
-def _refused(exc: VendorAuthError, what: str) -> VendorAuthError:
-    """Warden's 403s are about sessions and users, not credentials: say what was refused."""
-    return VendorAuthError(f"{VENDOR} refused {what} ({exc.status}): {exc.vendor_message}",
-                           exc.status, exc.vendor_message)
+# Warden's access rules (its config.yaml, section ``api``): opening and revoking sessions is
+# for the uids in ``admin_users`` (the MUNGE credential's uid: root in a prolog, the broker's
+# own user in broker mode); a session may go only to a user in ``authorized_users`` (empty:
+# everyone). What each of Warden's refusals means for the admin reading it:
+_WHY = {
+    "Endpoint restricted to admin user.":
+        "uid {caller} asked, and Warden's api.admin_users does not list it",
+    "User ID not authorized.": "Warden's api.authorized_users does not list uid {user}",
+}
+
+
+def _refused(exc: VendorAuthError, what: str, user: int | None = None) -> VendorAuthError:
+    """Warden's 403s are about sessions and users, not credentials: say what was refused,
+    and for the two access rules, which uid Warden's configuration must list."""
+    message = f"{VENDOR} refused {what} ({exc.status}): {exc.vendor_message}"
+    why = _WHY.get(exc.vendor_message.strip())
+    if why:
+        message += " (" + why.format(caller=os.getuid(), user=user) + ")"
+    return VendorAuthError(message, exc.status, exc.vendor_message)
 
 
 @dataclass
@@ -110,7 +126,7 @@ class PasqalLocal:
         try:
             session = self.api.request("POST", "/sessions", json=body).json()
         except VendorAuthError as exc:
-            raise _refused(exc, f"a session for uid {job.uid}") from None
+            raise _refused(exc, f"a session for uid {job.uid}", job.uid) from None
         if not isinstance(session, dict) or not session.get("id"):
             raise VendorError(f"{VENDOR} opened a session but returned no id")
         self.session_id = str(session["id"])
