@@ -107,9 +107,10 @@ $(PY_DEV): pyproject.toml
 dev: $(PY_DEV)
 
 lint: $(PY_DEV)
-	$(VENV_DEV)/bin/ruff check src tests benchmarks
+	$(VENV_DEV)/bin/ruff check src tests benchmarks tools examples
 	$(VENV_DEV)/bin/mypy
 	$(VENV_DEV)/bin/mypy benchmarks
+	$(VENV_DEV)/bin/mypy examples/site-vendor
 
 test-unit: $(PY_DEV)
 	tools/pytest-strict $(PY_DEV) tests/unit tests/emulator tests/broker $(PYTEST_ARGS)

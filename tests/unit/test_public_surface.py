@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,20 @@ def test_the_old_site_api_path_still_works_with_a_deprecation_warning() -> None:
     from slurm_qpu.vendors import QuantumResource
 
     assert slurm_qpu.resources.QuantumResource is QuantumResource
+
+
+def test_the_example_site_vendor_uses_only_the_declared_site_api() -> None:
+    """examples/site-vendor is what the README tells a site to write: it must not need
+    anything of slurm-qpu beyond ``slurm_qpu.vendors``'s ``__all__``."""
+    import slurm_qpu.vendors
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "site-vendor" / "acme_qpu"
+    used: dict[str, set[str]] = {}
+    for source in sorted(example.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slurm_qpu"):
+                used.setdefault(str(node.module), set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("slurm_qpu") for a in node.names), source
+    assert set(used) == {"slurm_qpu.vendors"}, used
+    assert used["slurm_qpu.vendors"] <= set(slurm_qpu.vendors.__all__)

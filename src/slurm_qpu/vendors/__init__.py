@@ -29,12 +29,26 @@ from slurm_qpu.vendors.common.base import (
     TaskStatus,
     TypeNotAvailable,
     UnsupportedPayload,
+    require,
 )
 from slurm_qpu.vendors.record import Allowed, Legacy, Vendor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from slurm_qpu.vendors.common.view import Call, Decision, JobSide, Upstream, View
+    from slurm_qpu.vendors.common.http import RetryPolicy, VendorClient, VendorError, VendorType
+    from slurm_qpu.vendors.common.view import (
+        FORWARD,
+        Call,
+        Decision,
+        JobSide,
+        TokenSwapView,
+        Upstream,
+        View,
+        deny,
+        json_body,
+        listed,
+        remember_created,
+    )
     from slurm_qpu.vendors.registry import get_type, known_type_names
 
 _LAZY = {
@@ -45,9 +59,21 @@ _LAZY = {
     "JobSide": "slurm_qpu.vendors.common.view",
     "Upstream": "slurm_qpu.vendors.common.view",
     "View": "slurm_qpu.vendors.common.view",
+    "TokenSwapView": "slurm_qpu.vendors.common.view",
+    "FORWARD": "slurm_qpu.vendors.common.view",
+    "deny": "slurm_qpu.vendors.common.view",
+    "json_body": "slurm_qpu.vendors.common.view",
+    "listed": "slurm_qpu.vendors.common.view",
+    "remember_created": "slurm_qpu.vendors.common.view",
+    # HTTP to a vendor, with deadlines, retries and the vendor's error text (httpx: heavy)
+    "VendorClient": "slurm_qpu.vendors.common.http",
+    "VendorError": "slurm_qpu.vendors.common.http",
+    "VendorType": "slurm_qpu.vendors.common.http",
+    "RetryPolicy": "slurm_qpu.vendors.common.http",
 }
 
 __all__ = [
+    "FORWARD",
     "AcquireError",
     "Allowed",
     "Call",
@@ -64,17 +90,27 @@ __all__ = [
     "ResourceError",
     "ResourceSpec",
     "ResourceType",
+    "RetryPolicy",
     "Target",
     "TaskNotReady",
     "TaskResult",
     "TaskStatus",
+    "TokenSwapView",
     "TypeNotAvailable",
     "UnsupportedPayload",
     "Upstream",
     "Vendor",
+    "VendorClient",
+    "VendorError",
+    "VendorType",
     "View",
+    "deny",
     "get_type",
+    "json_body",
     "known_type_names",
+    "listed",
+    "remember_created",
+    "require",
 ]
 
 
