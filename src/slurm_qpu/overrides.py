@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from slurm_qpu.vendors.builtin import vendors
+from slurm_qpu.vendors.builtin import record_of
 from slurm_qpu.vendors.record import Allowed
 from slurm_qpu.vendors.type_names import LEGACY_TYPES, current_type
 
@@ -27,15 +27,7 @@ PROLOG_ENV = "SPANK_" + CONTROL_NAME
 def _allowed(type_name: str) -> tuple[Allowed, ...]:
     """A type's allow-list, from its vendor's record (a site's vendor's too: only then is
     the registry of entry points read)."""
-    current = current_type(type_name)
-    record = vendors().get(current)
-    if record is None:
-        from slurm_qpu.vendors.registry import site_vendor
-
-        try:
-            record = site_vendor(current)
-        except Exception:  # a broken site plugin: nothing may be overridden
-            record = None
+    record = record_of(current_type(type_name))
     return record.overrides if record is not None else ()
 
 

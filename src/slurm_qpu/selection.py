@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from slurm_qpu.names import RequestError, check_known
-from slurm_qpu.vendors.builtin import vendors
+from slurm_qpu.vendors.builtin import record_of
 from slurm_qpu.vendors.type_names import current_type
 
 PREFIX = "any:"
@@ -129,10 +129,10 @@ def parse_selection(item: str) -> Selection:
 
 
 def simulator_by_type(type_name: str, name: str) -> bool:
-    """Whether a QPU is a simulator when its config does not say, by its vendor's record:
-    the built-in simulator whatever its name, Pasqal's emulators (their device types, the
-    QPU's name, start with EMU_)."""
-    record = vendors().get(current_type(type_name))
+    """Whether a QPU is a simulator when its config does not say, by its vendor's record
+    (a site's too): the built-in simulator whatever its name, Pasqal's emulators (their
+    device types, the QPU's name, start with EMU_)."""
+    record = record_of(current_type(type_name))
     return record is not None and name.startswith(record.simulator_prefixes)
 
 

@@ -46,9 +46,23 @@ from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.broker.upstream import Answer, Pool, UpstreamError
 from slurm_qpu.log import CURRENT_JOB
 from slurm_qpu.vendors.common.http import VendorError
-from slurm_qpu.vendors.common.view import FORWARD, Call, Decision, Upstream, View
-from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
-from slurm_qpu.vendors.ibm_quantum_system.view import IbmQuantumSystemView
+from slurm_qpu.vendors.common.view import (
+    DENIED,
+    ENDED,
+    FORWARD,
+    OVER_RATE,
+    TIMEOUT,
+    TOO_LARGE,
+    UNKNOWN_CREDENTIAL,
+    UNREACHABLE,
+    Call,
+    Decision,
+    Forward,
+    Refusal,
+    SignedRoute,
+    Upstream,
+    View,
+)
 from slurm_qpu.vendors.registry import view_for
 
 log = logging.getLogger("slurm_qpu.broker")
@@ -190,7 +204,7 @@ class JobCaller:
     def access_token(self) -> tuple[str, int]:
         return self.service.tokens.access_token(self.lease)
 
-    # for the IBM Quantum System view's job storage (views.StorageJob)
+    # for views that derive the job's credentials from its token (IBM Quantum System's S3)
     def job_token(self) -> str:
         return self.service.job_token(self.lease)
 
@@ -481,16 +495,23 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 raise Refused(404, "expected /p/<qpu>/<path>")
             name, rest = m.group(1), m.group(2) or ""
             who["qpu"] = name
+            call = Call(self.command, rest, query)
+            # the view of the QPU the path names (the public catalog says its type) decides
+            # how a job authenticates on this route; which QPUs the job holds is checked next
+            rdef = service.config.get().get(name)
+            route_view = view_for(rdef.current_type) if rdef is not None else View()
             token = token_of(self.headers)
-            if token is None and s3proxy.is_storage_route(rest):
-                # IBM Quantum System job storage: S3 clients send SigV4 signed with the
-                # S3 credentials the job's lease derives, not the job token
-                self._storage(ex, name, rest, query, who)
-                return
+            if token is None:
+                signed = route_view.signed_route(call, self.path.partition("?")[0],
+                                                 list(self.headers.items()))
+                if signed is not None:
+                    self._signed(ex, name, route_view, signed, who)
+                    return
             form_token = None
-            if token is None and rest == "identity/token" and self.command == "POST":
+            field = route_view.form_credential(call) if token is None else None
+            if field is not None:
                 form = parse_qs(ex.whole_body(NODE_API_MAX_BODY).decode("utf-8", "replace"))
-                form_token = (form.get("apikey") or [""])[0] or None
+                form_token = (form.get(field) or [""])[0] or None
             lease = service.authenticate(token or form_token)
             if lease is None:
                 self._failed()
@@ -513,8 +534,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                                    "broker")
             with broker.in_flight.enter(lease.job_id):
                 self._call_view(ex, view, JobCaller(service, lease, name, held.token),
-                                held.type, Call(self.command, rest, query),
-                                form_token is not None)
+                                held.type, call, form_token is not None)
 
         def _call_view(self, ex: _Exchange, view: View, caller: JobCaller, type_name: str,
                        call: Call, body_read: bool) -> None:
@@ -533,69 +553,69 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             self._forward(ex, broker.upstream(caller.lease, caller.name, type_name), call,
                           decision, view.forward_headers)
 
-        def _storage(self, ex: _Exchange, name: str, rest: str, query: str,
-                     who: dict[str, Any]) -> None:
-            """A job's S3 request to its IBM Quantum System's job storage: its access key
-            id names the lease; the view checks the signature with the secret the lease
-            derives and signs it again for the site's store (broker/s3proxy.py). Refusals
-            are S3 XML errors, which S3 clients show."""
+        def _signed(self, ex: _Exchange, name: str, view: View, route: SignedRoute,
+                    who: dict[str, Any]) -> None:
+            """A request the job signed with credentials its lease derives (a view's signed
+            route: IBM Quantum System job storage, S3): the credentials name the lease, the
+            view checks the signature against them and signs the request again for the
+            site. Refusals are in the route's protocol (S3 XML errors), which its clients
+            show."""
             try:
-                signed = s3proxy.parse(self.command, self.path.partition("?")[0], query,
-                                       self.headers.items())
-                ref = s3proxy.lease_of(signed.access_key_id)
-                lease = service.journal.get(*ref) if ref else None
-                if lease is None:
-                    self._failed()
-                    raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
-                        f"S3 access key {signed.access_key_id} is not a slurm-qpu job's"))
-                token = service.job_token(lease)
-                if service.authenticate(token) is None:
-                    self._failed()
-                    raise s3proxy.StorageRefused(403, "InvalidAccessKeyId", (
-                        f"the S3 credentials of job {lease.job_id} stopped working when "
-                        "the job ended"))
-                held = lease.holds(name)
-                view = view_for(held.type) if held else None
-                if not isinstance(view, IbmQuantumSystemView):
-                    raise s3proxy.denied(f"job {lease.job_id} holds no IBM Quantum System "
-                                         f"named {name}")
-                try:  # checks the signature: only then is it known to be the job's request
-                    outgoing = view.storage_request(
-                        signed, rest, token, service.resource_settings(lease, name) or {},
-                        datetime.now(UTC))
-                except s3proxy.StorageRefused as exc:
-                    if exc.code in s3proxy.AUTH_FAILURES:
-                        self._failed()
-                    raise
-                who["job"], who["user"] = lease.job_id, lease.user or "-"
-                CURRENT_JOB.set(lease.job_id)
-                ex.memory.belongs_to(f"job {lease.job_id}")
-                if broker.rates.take(lease.job_id):
-                    raise s3proxy.StorageRefused(503, "SlowDown", (
-                        f"job {lease.job_id} is over its rate limit of "
-                        f"{broker.limits.rate:g} requests per second"))
-                with broker.in_flight.enter(lease.job_id):
-                    self._send_storage(ex, outgoing)
-            except (s3proxy.StorageRefused, Refused) as exc:
-                if getattr(exc, "close", False):
-                    self.close_connection = True
+                try:
+                    self._signed_forward(ex, name, view, route, who)
+                except Refused as exc:  # the broker's own (framing, body size, ...)
+                    raise Refusal(exc.status, DENIED, exc.message) from None
+            except Refusal as exc:
                 if ex.responded:
                     self.close_connection = True
                     return
-                code = getattr(exc, "code", "AccessDenied")
-                body = b"" if self.command == "HEAD" else \
-                    s3proxy.error_xml(code, service.redact(exc.message))
-                ex.send(exc.status, body, "application/xml",
+                content_type, body = route.error(
+                    Refusal(exc.status, exc.code, service.redact(exc.message)),
+                    with_body=self.command != "HEAD")
+                ex.send(exc.status, body, content_type,
                         {"Connection": "close"} if self.close_connection else None)
 
-        def _send_storage(self, ex: _Exchange, out: s3proxy.Outgoing) -> None:
+        def _signed_forward(self, ex: _Exchange, name: str, view: View, route: SignedRoute,
+                            who: dict[str, Any]) -> None:
+            ref = route.lease()
+            lease = service.journal.get(*ref) if ref else None
+            if lease is None:
+                self._failed()
+                raise Refusal(403, UNKNOWN_CREDENTIAL,
+                              f"{route.credential} is not a slurm-qpu job's")
+            token = service.job_token(lease)
+            if service.authenticate(token) is None:
+                self._failed()
+                raise Refusal(403, ENDED, f"the {route.credentials} of job {lease.job_id} "
+                                          "stopped working when the job ended")
+            held = lease.holds(name)
+            if held is None or type(view_for(held.type)) is not type(view):
+                raise Refusal(403, DENIED, f"job {lease.job_id} holds no {route.serves} "
+                                           f"named {name}")
+            try:  # checks the signature: only then is it known to be the job's request
+                out = route.forward(token, service.resource_settings(lease, name) or {},
+                                    datetime.now(UTC))
+            except Refusal as exc:
+                if exc.auth_failure:
+                    self._failed()
+                raise
+            who["job"], who["user"] = lease.job_id, lease.user or "-"
+            CURRENT_JOB.set(lease.job_id)
+            ex.memory.belongs_to(f"job {lease.job_id}")
+            if broker.rates.take(lease.job_id):
+                raise Refusal(503, OVER_RATE, f"job {lease.job_id} is over its rate limit "
+                                              f"of {broker.limits.rate:g} requests per second")
+            with broker.in_flight.enter(lease.job_id):
+                self._send_signed(ex, route, out)
+
+        def _send_signed(self, ex: _Exchange, route: SignedRoute, out: Forward) -> None:
             length = ex.request.length
             if length is not None and length > broker.limits.max_body:
-                raise s3proxy.StorageRefused(413, "EntityTooLarge", (
+                raise Refusal(413, TOO_LARGE, (
                     f"request body of {length} bytes is over the broker's limit of "
                     f"{broker.limits.max_body} bytes"))
             content: Iterator[bytes] | None = None
-            if ex.request.chunked:  # S3 wants a length: take the whole body first
+            if ex.request.chunked:  # the service wants a length: take the whole body first
                 whole = ex.whole_body(broker.chunked_limit)
                 content, length = iter([whole]), len(whole)
             elif length:
@@ -603,38 +623,33 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             headers = dict(out.headers)
             if length is not None:
                 headers["content-length"] = str(length)
-            if out.rechunk is not None and content is not None:
-                chunk = [0]
+            if content is not None:
+                held = [0]
 
                 def hold(size: int) -> None:
-                    # the chunk is held whole, copied once and sent with its new header
-                    ex.memory.give(chunk[0])
-                    chunk[0] = 3 * size
-                    ex.memory.take(chunk[0], "a signed upload chunk")
+                    # a piece is held whole, copied once and sent with its new framing
+                    ex.memory.give(held[0])
+                    held[0] = 3 * size
+                    ex.memory.take(held[0], "a signed upload chunk")
 
-                out.rechunk.hold = hold
-                content = out.rechunk(content)
+                content = out.body(content, hold)
             try:
                 response = broker.http.send(out.method, out.url, headers, content)
             except UpstreamError as exc:
                 if exc.timeout:
-                    raise s3proxy.StorageRefused(504, "RequestTimeout",
-                                                 "the S3 store did not answer in time") from None
-                raise s3proxy.StorageRefused(502, "ServiceUnavailable", (
-                    f"the S3 store cannot be reached: {exc}")) from None
+                    raise Refusal(504, TIMEOUT,
+                                  f"the {route.service} did not answer in time") from None
+                raise Refusal(502, UNREACHABLE,
+                              f"the {route.service} cannot be reached: {exc}") from None
             with response:
-                # answers that name keys (listings, multipart uploads, errors: decided by
-                # what was asked, never by what the store says the answer is) are read, to
-                # take the lease's prefix off the keys; objects stream as they are
-                reads = response.status >= 400 or out.names_keys
-                decision = Decision(on_response=lambda status, body: out.answer(
-                    out.masked(body) if status >= 400 else body)) if reads else FORWARD
+                decision = Decision(on_response=out.answer) \
+                    if out.reads_answer(response.status) else FORWARD
                 self._relay(ex, response, decision)
 
         def _forward(self, ex: _Exchange, up: Upstream, call: Call, decision: Decision,
                      allowed: frozenset[str]) -> None:
             url = f"{up.base_url}/{call.path}" + (f"?{call.query}" if call.query else "")
-            # only the headers the view lists (views.FORWARD_HEADERS says why each is safe)
+            # only the headers the view lists (common/view.py FORWARD_HEADERS says why each is safe)
             headers = {k: v for k, v in self.headers.items() if k.lower() in allowed}
             if call.body is not None:  # the view read it decoded: it goes on decoded
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}

@@ -29,3 +29,18 @@ def vendors() -> dict[str, Vendor]:
         assert vendor.type_name == type_name, (module, vendor.type_name)
         out[type_name] = vendor
     return out
+
+
+def record_of(type_name: str) -> Vendor | None:
+    """The record of a vendor by its current type name: a built-in one's, else a site's
+    (the entry points are read only then, so `sbatch` pays for them only for a site's QPU;
+    a site record that cannot be loaded: None, it gets nothing)."""
+    record = vendors().get(type_name)
+    if record is None:
+        from slurm_qpu.vendors.registry import site_vendor
+
+        try:
+            record = site_vendor(type_name)
+        except Exception:  # a broken site plugin: its QPUs get nothing from their record
+            record = None
+    return record

@@ -39,6 +39,10 @@ class IamUpstream:
     def _api_root(endpoint: str) -> str:
         return endpoint.rstrip("/")
 
+    def form_credential(self, call: Call) -> str | None:
+        """The SDKs' API-key exchange sends the 'API key' (the job token) in a form."""
+        return "apikey" if call.path == IAM_ROUTE and call.method == "POST" else None
+
     def iam_answer(self, job: JobSide, call: Call) -> Decision:
         """The SDKs' API-key exchange, answered here: the job token is the 'API key' and
         the access token is a JWT naming the job's lease."""

@@ -12,8 +12,9 @@ vendor's view is in its folder (``slurm_qpu/vendors/<vendor>/view.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -103,6 +104,77 @@ FORWARD_HEADERS = frozenset({
 })
 
 
+# ------------------------------------------------------------------------- signed routes
+
+class Refusal(Exception):
+    """The answer to a request on a signed route, in place of the service's: ``code`` is
+    the protocol's own error code (S3's ``AccessDenied``, ...) or one of the reasons below,
+    which the route's ``error`` turns into its protocol's."""
+
+    def __init__(self, status: int, code: str, message: str, *,
+                 auth_failure: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.auth_failure = auth_failure  # counted against the client's address
+
+
+# why the broker itself refuses a signed request (SignedRoute.error names them in its words)
+UNKNOWN_CREDENTIAL = "unknown-credential"  # signed with credentials no lease has
+ENDED = "ended"  # the lease's job has ended
+DENIED = "denied"  # not the job's to do
+OVER_RATE = "over-rate"  # the job's request rate
+TOO_LARGE = "too-large"  # the body is over the broker's limit
+TIMEOUT = "timeout"  # the service did not answer in time
+UNREACHABLE = "unreachable"  # the service cannot be reached
+
+
+class Forward(Protocol):
+    """A signed request as it goes to the service: re-signed by the view for the site."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+
+    def body(self, stream: Iterator[bytes], hold: Callable[[int], None]) -> Iterator[bytes]:
+        """The body as the service must get it (re-signed pieces, say); ``hold(n)`` before
+        holding ``n`` bytes at once (the broker counts it, and may refuse it)."""
+        ...
+
+    def reads_answer(self, status: int) -> bool:
+        """Whether the view must see (and may rewrite) the service's answer of ``status``;
+        otherwise it streams to the job as it is."""
+        ...
+
+    def answer(self, status: int, body: bytes) -> bytes:
+        """The service's answer as the job must see it (when ``reads_answer``)."""
+        ...
+
+
+class SignedRoute(Protocol):
+    """A request a job authenticates by signing it with credentials its lease derives (S3's
+    SigV4, for the job storage of an IBM Quantum System), not by showing its job token."""
+
+    credential: str  # what signed it, for messages: "S3 access key sqpu-s3-7-1"
+    credentials: str  # what a job signs with, for messages: "S3 credentials"
+    service: str  # the service behind the route, for messages: "S3 store"
+    serves: str  # the QPUs it serves, for messages: "IBM Quantum System"
+
+    def lease(self) -> tuple[int, int] | None:
+        """The (job id, generation) whose credentials signed the request, None if they are
+        not a job's (Refusal: the request cannot be read)."""
+        ...
+
+    def forward(self, job_token: str, settings: Mapping[str, str],
+                now: datetime) -> Forward:
+        """The request checked against the lease's credentials (derived from its job token)
+        and the site's ``settings``, and signed again for the site (Refusal: refused)."""
+        ...
+
+    def error(self, refusal: Refusal, with_body: bool) -> tuple[str, bytes]:
+        """(content type, body) answering the job with ``refusal`` in the protocol's form."""
+        ...
+
+
 class View:
     """Default: a type with no network API in the job (local simulator, Warden): the job
     gets the settings minus anything that looks like a credential; no proxy routes."""
@@ -123,6 +195,18 @@ class View:
 
     def authorize(self, job: JobSide, call: Call) -> Decision:
         return deny("this QPU is not reached through the broker")
+
+    def form_credential(self, call: Call) -> str | None:
+        """The field of an urlencoded form body that carries the job token on this route,
+        for clients that send it there instead of in ``Authorization`` (an API-key
+        exchange); None: the token is in the header."""
+        return None
+
+    def signed_route(self, call: Call, raw_path: str,
+                     headers: list[tuple[str, str]]) -> SignedRoute | None:
+        """The route that serves this request if the job signs it instead of showing its
+        token (``raw_path``: as sent, percent-encoding intact); None: a token route."""
+        return None
 
 
 def json_body(body: bytes | None) -> Any:

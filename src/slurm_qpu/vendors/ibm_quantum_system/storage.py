@@ -64,6 +64,16 @@ from slurm_qpu.vendors.common.s3 import (
     sign_string,
     signing_key,
 )
+from slurm_qpu.vendors.common.view import (
+    DENIED,
+    ENDED,
+    OVER_RATE,
+    TIMEOUT,
+    TOO_LARGE,
+    UNKNOWN_CREDENTIAL,
+    UNREACHABLE,
+    Refusal,
+)
 
 ROUTE = "s3"  # below /p/<qpu>/
 ACCESS_KEY = re.compile(r"^sqpu-s3-([0-9]{1,12})-([0-9]{1,9})$")
@@ -134,12 +144,17 @@ _KEY_ELEMENTS = ("Key", "Prefix", "StartAfter", "Marker", "NextMarker")
 AUTH_FAILURES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"})
 
 
-class StorageRefused(Exception):
+class StorageRefused(Refusal):
     """Answer the job's S3 request with an S3 error (``code``) and ``message``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(status, code, message, auth_failure=code in AUTH_FAILURES)
+
+
+# the broker's own reasons for refusing a signed request, as S3 clients know them
+S3_CODES = {UNKNOWN_CREDENTIAL: "InvalidAccessKeyId", ENDED: "InvalidAccessKeyId",
+            DENIED: "AccessDenied", OVER_RATE: "SlowDown", TOO_LARGE: "EntityTooLarge",
+            TIMEOUT: "RequestTimeout", UNREACHABLE: "ServiceUnavailable"}
 
 
 def denied(message: str) -> StorageRefused:
@@ -462,20 +477,35 @@ def store_headers(headers: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class Outgoing:
-    """The request to send the store in place of the job's."""
+    """The request to send the store in place of the job's (a view.Forward)."""
 
     method: str
     url: str
     headers: dict[str, str]
     rechunk: ChunkResigner | None = None  # for chunk-signed aws-chunked bodies
     hide: tuple[str, ...] = ()  # the site's access key id: masked in the store's errors
-    answer: Callable[[bytes], bytes] = lambda body: body  # keys named as the job knows them
+    unprefixed: Callable[[bytes], bytes] = lambda body: body  # keys as the job knows them
     names_keys: bool = False  # the answer names keys (Place.names_keys)
 
     def masked(self, body: bytes) -> bytes:
         for text in self.hide:
             body = body.replace(text.encode(), b"(the site's access key)")
         return body
+
+    def body(self, stream: Iterator[bytes], hold: Callable[[int], None]) -> Iterator[bytes]:
+        if self.rechunk is None:
+            return stream
+        self.rechunk.hold = hold
+        return self.rechunk(stream)
+
+    def reads_answer(self, status: int) -> bool:
+        # answers that name keys (listings, multipart uploads, errors: decided by what was
+        # asked, never by what the store says the answer is) are read, to take the lease's
+        # prefix off the keys; objects stream as they are
+        return status >= 400 or self.names_keys
+
+    def answer(self, status: int, body: bytes) -> bytes:
+        return self.unprefixed(self.masked(body) if status >= 400 else body)
 
 
 def forward(signed: Signed, rest: str, store: Store, job: S3Credentials,

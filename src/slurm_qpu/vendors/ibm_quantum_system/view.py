@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,6 +22,8 @@ from slurm_qpu.vendors.common.view import (
     Call,
     Decision,
     JobSide,
+    Refusal,
+    SignedRoute,
     View,
     deny,
     json_body,
@@ -39,11 +42,9 @@ _STORAGE_PARTS = (("input", "GET"), ("results", "PUT"), ("logs", "PUT"))
 @runtime_checkable
 class StorageJob(JobSide, Protocol):
     """What the IBM Quantum System view also needs to know about the job: its token (its
-    S3 secret derives from it) and the QPU's site settings (the real store)."""
+    S3 secret derives from it)."""
 
     def job_token(self) -> str: ...
-
-    def settings(self) -> Mapping[str, str] | None: ...
 
 
 def job_store(settings: Mapping[str, str]) -> s3proxy.Store | None:
@@ -61,7 +62,7 @@ def job_store(settings: Mapping[str, str]) -> s3proxy.Store | None:
 class IbmQuantumSystemView(IamUpstream, View):
     """An on-premises IBM Quantum System (Direct Access API), and its job storage: S3
     through the broker's ``s3`` route with S3 credentials the lease derives
-    (broker/s3proxy.py). The job's S3 settings name the broker: its client presigns the
+    (storage.py). The job's S3 settings name the broker: its client presigns the
     storage URLs for the broker, which puts URLs the service can reach in their place."""
 
     proxied = True
@@ -140,7 +141,7 @@ class IbmQuantumSystemView(IamUpstream, View):
         storage = body.get("storage")
         if not isinstance(storage, dict):
             return None  # the service answers what is missing
-        settings = job.settings() if isinstance(job, StorageJob) else None
+        settings = job.settings()
         store = job_store(settings) if settings is not None else None
         route = f"/p/{job.name}/{s3proxy.ROUTE}/"
         now = datetime.now(UTC)
@@ -160,15 +161,52 @@ class IbmQuantumSystemView(IamUpstream, View):
                 return deny(f"storage.{part}.presigned_url: {exc.message}", status)
         return None
 
-    def storage_request(self, signed: s3proxy.Signed, rest: str, job_token: str,
-                        settings: Mapping[str, str], now: datetime) -> s3proxy.Outgoing:
-        """A job's S3 request (``rest``: s3/<bucket>/<key>), checked and signed again for
-        the site's store (StorageRefused: the answer instead)."""
+    def signed_route(self, call: Call, raw_path: str,
+                     headers: list[tuple[str, str]]) -> SignedRoute | None:
+        if not s3proxy.is_storage_route(call.path):
+            return None
+        return JobStorage(call.method, raw_path, call.path, call.query, headers)
+
+
+@dataclass
+class JobStorage:
+    """A job's S3 request to its job storage (a view.SignedRoute): the access key id names
+    the lease, whose job token the S3 secret derives from; the request is checked and
+    signed again for the site's store (storage.py). Refusals are S3 XML errors, which S3
+    clients show."""
+
+    method: str
+    raw_path: str  # as sent: the canonical URI of the signature is made from it
+    rest: str  # below /p/<qpu>/: s3/<bucket>/<key>
+    query: str
+    headers: list[tuple[str, str]]
+    credential: str = "S3 access key"
+    credentials = "S3 credentials"
+    service = "S3 store"
+    serves = "IBM Quantum System"
+    _signed: s3proxy.Signed | None = None
+
+    def _parsed(self) -> s3proxy.Signed:
+        if self._signed is None:
+            self._signed = s3proxy.parse(self.method, self.raw_path, self.query, self.headers)
+            self.credential = f"S3 access key {self._signed.access_key_id}"
+        return self._signed
+
+    def lease(self) -> tuple[int, int] | None:
+        return s3proxy.lease_of(self._parsed().access_key_id)
+
+    def forward(self, job_token: str, settings: Mapping[str, str],
+                now: datetime) -> s3proxy.Outgoing:
         store = job_store(settings)
         if store is None:
             raise s3proxy.StorageRefused(404, "NoSuchBucket", "this QPU has no job storage "
                                                               "configured on the broker")
-        return s3proxy.forward(signed, rest, store, s3proxy.job_credentials(job_token), now)
+        return s3proxy.forward(self._parsed(), self.rest, store,
+                               s3proxy.job_credentials(job_token), now)
+
+    def error(self, refusal: Refusal, with_body: bool) -> tuple[str, bytes]:
+        code = s3proxy.S3_CODES.get(refusal.code, refusal.code)
+        return "application/xml", s3proxy.error_xml(code, refusal.message) if with_body else b""
 
 
 def _unsigned(job: Any) -> Any:
