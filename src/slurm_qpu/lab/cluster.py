@@ -427,10 +427,11 @@ class Lab:
             ["unmunge"], input=mung.stdout, capture_output=True, check=False).returncode == 0
 
     def _start_munge(self) -> None:
-        # Ask the socket, not pgrep: in a chroot, pgrep sees the host's munged.
+        # Ask the socket, not pgrep: in a chroot, pgrep sees the host's munged. A munged
+        # started here is the host's one munged, which every lab (slot) on the machine and
+        # the hostile tier use: it stays up at ``down``, as the munge service would.
         if not self._munge_answers():
             start_munged()
-            shutil.copy("/run/munge/munged.pid", self.root / "run" / "munged.pid")
         for _ in range(100):
             if self._munge_answers():
                 return
@@ -478,10 +479,11 @@ class Lab:
     # ------------------------------------------------------------------ down
     def down(self, quiet: bool = False) -> None:
         """Stop what ``up`` started, in the order that does not hang: slurmd first (it
-        blocks on exit reporting to a dead slurmctld), then slurmctld, then munged."""
+        blocks on exit reporting to a dead slurmctld), then slurmctld; munged, shared by
+        every lab on the machine, stays up."""
         run = self.root / "run"
         pidfiles = [*sorted(run.glob("slurmd-*.pid")), run / "slurmctld.pid",
-                    run / "broker.pid", run / "emulator.pid", run / "munged.pid"]
+                    run / "broker.pid", run / "emulator.pid"]
         for pidfile in pidfiles:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 _stop(int(pidfile.read_text().strip()))
