@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from slurm_qpu.names import NAME_PATTERN, is_valid_name
-from slurm_qpu.selection import Known, Placement
+from slurm_qpu.request.names import NAME_PATTERN, is_valid_name
+from slurm_qpu.request.selection import Known, Placement
 from slurm_qpu.vendors.type_names import LEGACY_TYPES, current_environment, current_type
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from slurm_qpu.selection import Placement
+from slurm_qpu.request.selection import Placement
 from slurm_qpu.slurmcli import Scontrol, Squeue
 
 MARK = "slurm-qpu:v1:"

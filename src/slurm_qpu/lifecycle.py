@@ -24,9 +24,9 @@ from slurm_qpu.envcontract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR
-from slurm_qpu.names import RequestError
 from slurm_qpu.redact import secrets_of
-from slurm_qpu.selection import UNKNOWN_PLACEMENT
+from slurm_qpu.request.names import RequestError
+from slurm_qpu.request.selection import UNKNOWN_PLACEMENT
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
 from slurm_qpu.usage import QpuUsage

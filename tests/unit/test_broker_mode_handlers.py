@@ -19,7 +19,7 @@ from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.config import ResourceDef
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import LeaseState
-from slurm_qpu.overrides import CONTROL_NAME, PROLOG_ENV
+from slurm_qpu.request.overrides import CONTROL_NAME, PROLOG_ENV
 from slurm_qpu.spank import jobscript
 
 # the handler tests' fixtures: a fake _spank, job 5 on node1, fake scontrol/squeue
@@ -261,7 +261,7 @@ class Capture:
 
 def test_direct_mode_acquire_uses_allowed_overrides_and_never_an_endpoint(
         caplog: pytest.LogCaptureFixture) -> None:
-    from slurm_qpu.overrides import decode
+    from slurm_qpu.request.overrides import decode
 
     rdef = ResourceDef.model_validate(IBM)
     checked = decode(json.dumps({"ibm_x": {"QRMI_IBM_QCS_SESSION_MODE": "batch",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.catalog import CatalogError, is_stale, read_catalog, write_catalog
-from slurm_qpu.selection import Known
+from slurm_qpu.request.catalog import CatalogError, is_stale, read_catalog, write_catalog
+from slurm_qpu.request.selection import Known
 
 WriteJson = Callable[..., Path]
 

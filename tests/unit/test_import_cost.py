@@ -47,3 +47,21 @@ def test_the_broker_mode_prolog_and_epilog_import_no_config_model_and_no_httpx()
 def test_the_direct_mode_lifecycle_is_still_importable_where_it_is_used() -> None:
     loaded = imported_by("slurm_qpu.lifecycle")
     assert {"slurm_qpu.config", "pydantic"} <= loaded
+
+
+def test_the_request_folder_is_standard_library_only() -> None:
+    """slurm_qpu.request runs in every user's sbatch: nothing but the standard library and
+    slurm-qpu's own light modules."""
+    from pathlib import Path
+
+    import slurm_qpu.request
+
+    folder = Path(slurm_qpu.request.__file__).parent
+    modules = [f"slurm_qpu.request.{p.stem}" for p in sorted(folder.glob("*.py"))
+               if p.stem != "__init__"]
+    assert len(modules) >= 4
+    loaded = imported_by(*modules) - imported_by()  # less what the interpreter brings
+    outside = sorted(m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names
+                     and m.split(".")[0] != "slurm_qpu")
+    assert outside == []
+    assert heavy_in(loaded) == []

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu import __version__, selection, settings
+from slurm_qpu import __version__, settings
 from slurm_qpu.cli import build_parser
 from slurm_qpu.config import ResourceDef
 from slurm_qpu.envcontract import Acquired, build
+from slurm_qpu.request import selection
 from slurm_qpu.vendors.builtin import vendors
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slurm_qpu.names import RequestError, check_known, is_valid_name, parse_request
+from slurm_qpu.request.names import RequestError, check_known, is_valid_name, parse_request
 
 EMPTY_MESSAGE = "no QPU name given; use --qpu=NAME[,NAME...] (names: slurm-qpu list)"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from slurm_qpu.overrides import (
+from slurm_qpu.request.overrides import (
     Sorted,
     allowed_keys,
     apply,

@@ -204,7 +204,7 @@ def site_vendor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.usefixtures("site_vendor")
 def test_a_site_vendor_gets_what_a_built_in_one_gets() -> None:
-    from slurm_qpu import overrides
+    from slurm_qpu.request import overrides
     from slurm_qpu.vendors.common.base import PasqalSequence, QiskitPrimitive
     from slurm_qpu.vendors.common.payloads import PayloadError, check_supported
 
@@ -217,7 +217,7 @@ def test_a_site_vendor_gets_what_a_built_in_one_gets() -> None:
         proxy_url="http://broker/p/acme_1", job_token="sqpu_1_1_x", job_id=1) == {
         "ACME_URL": "http://broker/p/acme_1", "ACME_TOKEN": "sqpu_1_1_x"}
     assert list(overrides.allowed_keys("acme")) == ["ACME_SHOTS"]
-    from slurm_qpu.selection import simulator_by_type
+    from slurm_qpu.request.selection import simulator_by_type
 
     assert simulator_by_type("acme", "SIM_small") and not simulator_by_type("acme", "acme_1")
     spec = ResourceSpec("acme_1", "acme")

@@ -16,8 +16,8 @@ from slurm_qpu.coordination import JobBoard, JobView, PublicRecord
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeaseState, LeaseStore
 from slurm_qpu.lifecycle import run_prolog
-from slurm_qpu.names import RequestError
-from slurm_qpu.selection import (
+from slurm_qpu.request.names import RequestError
+from slurm_qpu.request.selection import (
     UNKNOWN_PLACEMENT,
     Candidate,
     Known,

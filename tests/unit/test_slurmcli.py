@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.selection import Placement
+from slurm_qpu.request.selection import Placement
 from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner, parse_squeue_json
 
 SHOW_JOB = (

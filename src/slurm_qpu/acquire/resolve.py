@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.names import RequestError
-from slurm_qpu.selection import (
+from slurm_qpu.request.names import RequestError
+from slurm_qpu.request.selection import (
     UNKNOWN_PLACEMENT,
     Candidate,
     Placement,

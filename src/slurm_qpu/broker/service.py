@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slurm_qpu import envcontract, overrides
+from slurm_qpu import envcontract
 from slurm_qpu.acquire.pipeline import (
     AcquisitionFailed,
     ResourceFactory,
@@ -39,9 +39,10 @@ from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.envcontract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.log import job_scope
-from slurm_qpu.names import RequestError
 from slurm_qpu.redact import Redactor, secrets_of
-from slurm_qpu.selection import has_selection
+from slurm_qpu.request import overrides
+from slurm_qpu.request.names import RequestError
+from slurm_qpu.request.selection import has_selection
 from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
 from slurm_qpu.vendors.registry import view_for
 from slurm_qpu.vendors.type_names import LEGACY_TYPES

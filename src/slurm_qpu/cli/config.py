@@ -40,8 +40,8 @@ def check(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from slurm_qpu.catalog import write_catalog
     from slurm_qpu.config import ConfigError, load_config
+    from slurm_qpu.request.catalog import write_catalog
 
     out = Path(args.output) if args.output else Path(args.file).with_name(CATALOG_NAME)
     try:

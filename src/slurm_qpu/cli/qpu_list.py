@@ -13,7 +13,7 @@ from slurm_qpu.settings import CATALOG_NAME, DEFAULT_CONFIG
 
 
 def main(args: argparse.Namespace) -> int:
-    from slurm_qpu.catalog import CatalogError, read_catalog
+    from slurm_qpu.request.catalog import CatalogError, read_catalog
 
     catalog_path = Path(args.names) if args.names else Path(args.config).with_name(CATALOG_NAME)
     try:

@@ -14,7 +14,7 @@ from slurm_qpu import brokered, hostlist
 from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import LeaseStore
-from slurm_qpu.overrides import PROLOG_ENV as OVERRIDES_ENV
+from slurm_qpu.request.overrides import PROLOG_ENV as OVERRIDES_ENV
 from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.spank import host
 from slurm_qpu.usage import QpuUsage, record_in_accounting
@@ -50,8 +50,8 @@ def job_facts() -> JobFacts:
 
 def _refresh_catalog(settings: PluginSettings) -> None:
     """Keep the users' name list in step with the config (best effort, root only)."""
-    from slurm_qpu import catalog
     from slurm_qpu.config import ConfigError, load_config
+    from slurm_qpu.request import catalog
 
     if not catalog.is_stale(settings.config, settings.catalog):
         return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slurm_qpu.catalog import CatalogError, read_catalog
-from slurm_qpu.names import RequestError, parse_request
-from slurm_qpu.selection import check_request
+from slurm_qpu.request.catalog import CatalogError, read_catalog
+from slurm_qpu.request.names import RequestError, parse_request
+from slurm_qpu.request.selection import check_request
 from slurm_qpu.settings import PluginSettings
 from slurm_qpu.spank import host
 
@@ -26,7 +26,7 @@ def pass_overrides(settings: PluginSettings) -> int:
     such variables will not be used. Never fails the submission."""
     import os
 
-    from slurm_qpu import overrides
+    from slurm_qpu.request import overrides
 
     if host.context() == "local" and os.environ.get("SLURM_JOB_ID"):
         return 0  # an srun inside an allocation: the QPUs are acquired already

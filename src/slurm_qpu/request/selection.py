@@ -27,7 +27,7 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from slurm_qpu.names import RequestError, check_known
+from slurm_qpu.request.names import RequestError, check_known
 from slurm_qpu.vendors.builtin import record_of
 from slurm_qpu.vendors.type_names import current_type
 

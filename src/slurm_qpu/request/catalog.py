@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm_qpu.selection import Known
+from slurm_qpu.request.selection import Known
 from slurm_qpu.vendors.type_names import current_type
 
 FORMAT = "slurm-qpu-catalog/1"
