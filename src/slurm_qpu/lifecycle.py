@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from slurm_qpu import envcontract
 from slurm_qpu.acquire.pipeline import (
     AcquisitionFailed,
     ResourceFactory,
@@ -20,7 +19,8 @@ from slurm_qpu.acquire.pipeline import (
 )
 from slurm_qpu.config import ConfigError, QrmiConfig, load_config
 from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
-from slurm_qpu.envcontract import Acquired
+from slurm_qpu.jobenv import contract as envcontract
+from slurm_qpu.jobenv.contract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR

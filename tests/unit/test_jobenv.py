@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.envcontract import Acquired, build
 from slurm_qpu.jobenv import JobEnvError, job_resource, job_resources
+from slurm_qpu.jobenv.contract import Acquired, build
 from slurm_qpu.vendors.common.base import JobContext, ResourceError, ResourceSpec
 
 JOB = {
@@ -109,7 +109,7 @@ def test_empty_lists_mean_a_job_without_qpus() -> None:
     assert job_resources({"QRMI_JOB_QPU_RESOURCES": "", "QRMI_JOB_QPU_TYPES": ""}) == []
 
 
-def test_what_envcontract_exports_is_read_back_unchanged() -> None:
+def test_what_the_contract_exports_is_read_back_unchanged() -> None:
     ibm = ResourceDef(name="ibm_fez", type="qiskit-runtime-service",
                       environment={"QRMI_IBM_QRS_ENDPOINT": "https://q"})
     sim = ResourceDef(name="sim_a", type="local-simulator",

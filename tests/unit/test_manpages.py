@@ -18,7 +18,7 @@ import pytest
 from slurm_qpu import __version__, settings
 from slurm_qpu.cli import build_parser
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.envcontract import Acquired, build
+from slurm_qpu.jobenv.contract import Acquired, build
 from slurm_qpu.request import selection
 from slurm_qpu.vendors.builtin import vendors
 
@@ -254,13 +254,13 @@ def test_every_plugstack_argument_is_documented_in_spank_qpu_8() -> None:
 
 
 def contract_variables() -> set[str]:
-    """What envcontract.build() forces into a job's tasks, per-QPU names as NAME_<KEY>,
+    """What jobenv.contract.build() forces into a job's tasks, per-QPU names as NAME_<KEY>,
     and every variable-like string constant of the module (for branches not taken here)."""
     qpu = ResourceDef(name="qpu0", type="local-simulator", environment={})
     forced = build([Acquired(qpu, "token")], job_id=1, uid=1000, time_limit_seconds=60,
                    request="qpu0").forced
     names = {("NAME_" + k[len("qpu0_"):]) if k.startswith("qpu0_") else k for k in forced}
-    tree = ast.parse((REPO / "src" / "slurm_qpu" / "envcontract.py").read_text())
+    tree = ast.parse((REPO / "src" / "slurm_qpu" / "jobenv" / "variables.py").read_text())
     constants = {n.value for n in ast.walk(tree)
                  if isinstance(n, ast.Constant) and isinstance(n.value, str)
                  and re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", n.value)}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from slurm_qpu.acquire.resolve import resolve_request
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.envcontract import Acquired
+from slurm_qpu.jobenv.contract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.request.names import parse_request
 from slurm_qpu.request.overrides import apply as apply_overrides

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slurm_qpu import envcontract
 from slurm_qpu.acquire.pipeline import (
     AcquisitionFailed,
     ResourceFactory,
@@ -36,7 +35,8 @@ from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
-from slurm_qpu.envcontract import Acquired
+from slurm_qpu.jobenv import contract as envcontract
+from slurm_qpu.jobenv.contract import Acquired
 from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.log import job_scope
 from slurm_qpu.redact import Redactor, secrets_of

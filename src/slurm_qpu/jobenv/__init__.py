@@ -1,6 +1,7 @@
 """The job side of the environment contract: which QPUs a task of a ``--qpu`` job has.
 
-Reads what :mod:`slurm_qpu.envcontract` (or spank_qrmi) exported into every task:
+Reads what ``contract.py`` here (or spank_qrmi) exported into every task, by the names
+in ``variables.py``:
 ``QRMI_JOB_QPU_RESOURCES`` / ``QRMI_JOB_QPU_TYPES`` (falling back to the legacy
 ``SLURM_JOB_QPU_*`` pair), split by ``QRMI_LIST_DELIMITER`` (default ","), ``QRMI_JOB_ID``,
 ``QRMI_JOB_UID``, and for each resource N every ``N_<KEY>``, which becomes the unprefixed
@@ -16,19 +17,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from slurm_qpu.jobenv.variables import (
+    DELIMITER,
+    JOB_ID,
+    JOB_UID,
+    LEGACY_RESOURCES,
+    LEGACY_TYPES,
+    RESOURCES,
+    TIMEOUT_KEY,
+    TOKEN_KEY,
+    TYPES,
+)
 from slurm_qpu.vendors.common.base import JobContext, ResourceError, ResourceSpec
 from slurm_qpu.vendors.type_names import current_environment, current_type
 
 __all__ = ["DELIMITER", "LEGACY_RESOURCES", "LEGACY_TYPES", "RESOURCES", "TIMEOUT_KEY",
            "TOKEN_KEY", "TYPES", "JobEnvError", "job_resource", "job_resources"]
 
-RESOURCES = "QRMI_JOB_QPU_RESOURCES"
-TYPES = "QRMI_JOB_QPU_TYPES"
-LEGACY_RESOURCES = "SLURM_JOB_QPU_RESOURCES"
-LEGACY_TYPES = "SLURM_JOB_QPU_TYPES"
-DELIMITER = "QRMI_LIST_DELIMITER"
-TIMEOUT_KEY = "QRMI_JOB_TIMEOUT_SECONDS"
-TOKEN_KEY = "QRMI_JOB_ACQUISITION_TOKEN"
 
 
 class JobEnvError(ResourceError):
@@ -92,7 +97,7 @@ def job_resources(environ: Mapping[str, str] | None = None) -> list[ResourceSpec
     (unprefixed, legacy keys also under current names) and the job's context."""
     env = os.environ if environ is None else environ
     names, types = _names_and_types(env)
-    job_id, uid = _int(env, "QRMI_JOB_ID"), _int(env, "QRMI_JOB_UID")
+    job_id, uid = _int(env, JOB_ID), _int(env, JOB_UID)
     user = env.get("SLURM_JOB_USER") or None
     specs = []
     for name, raw_type in zip(names, types, strict=True):

@@ -1,13 +1,6 @@
-"""The environment every task of a ``--qpu`` job sees (compatible with spank_qrmi + QRMI).
-
-Job-wide, for the job's QPUs in the order requested:
-  QRMI_JOB_QPU_RESOURCES=a,b   QRMI_JOB_QPU_TYPES=t1,t2   (+ legacy SLURM_JOB_QPU_*)
-  QRMI_JOB_ID, QRMI_JOB_UID
-  SLURM_QPU_REQUEST=the --qpu value as given (say any:ibm_*, which QRMI_JOB_QPU_RESOURCES
-  then resolves to the QPU the job's start picked)
-Per resource N:
-  N_<KEY> for every key of its config ``environment`` (legacy keys also under current names)
-  N_QRMI_JOB_ACQUISITION_TOKEN, N_QRMI_JOB_TIMEOUT_SECONDS
+"""The environment every task of a ``--qpu`` job sees (compatible with spank_qrmi + QRMI),
+as the prolog or the broker builds it; the variables are in ``variables.py``, and the
+package (``slurm_qpu.jobenv``) reads them back in the job.
 
 Config values are *defaults*: as with spank_qrmi, a value the user exported before
 submitting wins inside the job. The contract variables themselves are always forced.
@@ -17,6 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from slurm_qpu.jobenv.variables import (
+    JOB_ID,
+    JOB_UID,
+    LEGACY_RESOURCES,
+    LEGACY_TYPES,
+    REQUEST,
+    RESOURCES,
+    TIMEOUT_KEY,
+    TOKEN_KEY,
+    TYPES,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the config's models (pydantic) would cost every job step ~100 ms
@@ -69,17 +74,12 @@ def build(
     job token, which a user's own export must never replace."""
     names = ",".join(a.resource.name for a in acquired)
     types = ",".join(a.resource.current_type for a in acquired)
-    forced = {
-        "QRMI_JOB_QPU_RESOURCES": names,
-        "QRMI_JOB_QPU_TYPES": types,
-        "SLURM_JOB_QPU_RESOURCES": names,
-        "SLURM_JOB_QPU_TYPES": types,
-        "QRMI_JOB_ID": str(job_id),
-    }
+    forced = {RESOURCES: names, TYPES: types, LEGACY_RESOURCES: names, LEGACY_TYPES: types,
+              JOB_ID: str(job_id)}
     if uid is not None:
-        forced["QRMI_JOB_UID"] = str(uid)
+        forced[JOB_UID] = str(uid)
     if request:
-        forced["SLURM_QPU_REQUEST"] = request
+        forced[REQUEST] = request
     forced.update(extra_env or {})
     defaults: dict[str, str] = {}
     timeout = str(timeout_seconds(time_limit_seconds))
@@ -91,8 +91,8 @@ def build(
         else:
             for key, value in a.resource.effective_environment().items():
                 defaults[prefix + key] = value
-        forced[prefix + "QRMI_JOB_ACQUISITION_TOKEN"] = a.token
-        forced[prefix + "QRMI_JOB_TIMEOUT_SECONDS"] = timeout
+        forced[prefix + TOKEN_KEY] = a.token
+        forced[prefix + TIMEOUT_KEY] = timeout
     return EnvContract(forced=forced, defaults=defaults)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.envcontract import (
+from slurm_qpu.jobenv.contract import (
     UNLIMITED_TIMEOUT_SECONDS,
     Acquired,
     EnvContract,
