@@ -48,7 +48,7 @@ class LiveJobs:
     fail: bool = False
 
     def live_jobs(self) -> set[int]:
-        from slurm_qpu.slurmcli import SlurmCommandError
+        from slurm_qpu.slurm.commands import SlurmCommandError
 
         if self.fail:
             raise SlurmCommandError("squeue: slurm_load_jobs error: Unable to contact slurm "
@@ -56,7 +56,7 @@ class LiveJobs:
         return set(self.ids)
 
     def job(self, job_id: int) -> Any:
-        from slurm_qpu.slurmcli import JobRecord
+        from slurm_qpu.slurm.commands import JobRecord
 
         return JobRecord(3600, "", 0, "alice", ("RUNNING",))
 

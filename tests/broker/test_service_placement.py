@@ -13,7 +13,7 @@ from harness import lease_service, read_ledger, sim_resources
 from slurm_qpu.broker.journal import State
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.request.selection import Placement
-from slurm_qpu.slurmcli import JobRecord, SlurmCommandError
+from slurm_qpu.slurm.commands import JobRecord, SlurmCommandError
 
 
 @dataclass

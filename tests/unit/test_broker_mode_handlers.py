@@ -17,9 +17,9 @@ import slurm_qpu.spank as spank
 from slurm_qpu.acquire.pipeline import acquire_all
 from slurm_qpu.broker.client import BrokerClient
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import LeaseState
+from slurm_qpu.lease.store import LeaseState
 from slurm_qpu.request.overrides import CONTROL_NAME, PROLOG_ENV
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.spank import jobscript
 
 # the handler tests' fixtures: a fake _spank, job 5 on node1, fake scontrol/squeue

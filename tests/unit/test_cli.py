@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.cli import main
-from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.lease.store import Lease, LeasedResource, LeaseState, LeaseStore
 
 WriteJson = Callable[..., Path]
 SECRET = "top-secret-api-key-123"

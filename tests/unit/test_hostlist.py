@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slurm_qpu.hostlist import expand
+from slurm_qpu.slurm.hostlist import expand
 
 
 def test_single_host() -> None:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-HEAVY = ("pydantic", "httpx", "slurm_qpu.config", "slurm_qpu.lifecycle",
+HEAVY = ("pydantic", "httpx", "slurm_qpu.config", "slurm_qpu.lease.from_vendors",
          "slurm_qpu.acquire.pipeline", "slurm_qpu.vendors.registry",
          "slurm_qpu.vendors.common.http", "socket")
 
@@ -45,7 +45,7 @@ def test_the_broker_mode_prolog_and_epilog_import_no_config_model_and_no_httpx()
 
 
 def test_the_direct_mode_lifecycle_is_still_importable_where_it_is_used() -> None:
-    loaded = imported_by("slurm_qpu.lifecycle")
+    loaded = imported_by("slurm_qpu.lease.from_vendors")
     assert {"slurm_qpu.config", "pydantic"} <= loaded
 
 

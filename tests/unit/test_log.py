@@ -90,7 +90,7 @@ def test_route_to_slurm_sends_package_records_and_is_idempotent() -> None:
     assert sum(isinstance(h, SlurmHandler) for h in logger.handlers) == 1
     assert logger.level == logging.DEBUG
     assert logger.propagate is False
-    logging.getLogger("slurm_qpu.lifecycle").debug("hello %s", "slurm")
+    logging.getLogger("slurm_qpu.lease.from_vendors").debug("hello %s", "slurm")
     assert lines == [(3, "hello slurm")]
 
 
@@ -106,7 +106,8 @@ def test_route_to_slurm_level_filters_records() -> None:
 
 
 def json_record(msg: str, **extra: object) -> logging.LogRecord:
-    record = logging.LogRecord("slurm_qpu.lifecycle", logging.INFO, __file__, 1, msg, (), None)
+    record = logging.LogRecord("slurm_qpu.lease.from_vendors", logging.INFO, __file__, 1, msg,
+                               (), None)
     record.__dict__.update(extra)
     return record
 
@@ -116,7 +117,7 @@ def test_a_json_line_carries_the_job_of_its_scope() -> None:
         line = json.loads(JsonFormatter("job_prolog").format(json_record("acquired sim_a")))
     assert line["job_id"] == 42
     assert (line["level"], line["logger"], line["message"], line["component"]) == \
-        ("info", "slurm_qpu.lifecycle", "acquired sim_a", "job_prolog")
+        ("info", "slurm_qpu.lease.from_vendors", "acquired sim_a", "job_prolog")
     assert line["time"].endswith("Z")
     assert json.loads(JsonFormatter().format(json_record("outside")))["job_id"] is None
 

@@ -12,10 +12,9 @@ from slurm_qpu.acquire.pipeline import default_factory
 from slurm_qpu.acquire.resolve import resolve_request
 from slurm_qpu.acquire.vendor_status import qubits_in_target
 from slurm_qpu.config import load_config
-from slurm_qpu.coordination import JobBoard, JobView, PublicRecord
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import Lease, LeaseState, LeaseStore
-from slurm_qpu.lifecycle import run_prolog
+from slurm_qpu.lease.coordination import JobBoard, JobView, PublicRecord
+from slurm_qpu.lease.from_vendors import run_prolog
+from slurm_qpu.lease.store import Lease, LeaseState, LeaseStore
 from slurm_qpu.request.names import RequestError
 from slurm_qpu.request.selection import (
     UNKNOWN_PLACEMENT,
@@ -29,7 +28,8 @@ from slurm_qpu.request.selection import (
     parse_selection,
 )
 from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import SlurmCommandError
+from slurm_qpu.slurm.commands import SlurmCommandError
+from slurm_qpu.slurm.job import JobFacts
 
 MakeSimConfig = Callable[..., Path]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu import shim_contract
-from slurm_qpu.leases import LeaseStore
+from slurm_qpu.lease.store import LeaseStore
 from slurm_qpu.settings import DEFAULT_STATE_DIR, PluginSettings
 from slurm_qpu.spank import host
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import slurm_qpu.spank as spank
-from slurm_qpu.coordination import PublicRecord
-from slurm_qpu.leases import LeaseState, LeaseStore
+from slurm_qpu.lease.coordination import PublicRecord
+from slurm_qpu.lease.store import LeaseState, LeaseStore
 from slurm_qpu.spank import jobscript, task
 from slurm_qpu.usage import decode
 
@@ -581,9 +581,9 @@ def test_unexpected_exception_is_caught_in_every_handler(
     def explode(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    import slurm_qpu.lifecycle
+    import slurm_qpu.lease.from_vendors
 
-    monkeypatch.setattr(slurm_qpu.lifecycle, "run_epilog", explode)
+    monkeypatch.setattr(slurm_qpu.lease.from_vendors, "run_epilog", explode)
     assert spank.job_epilog(plugin_args(sim_config(), tmp_path, scontrol)) == 1
     assert job.errors() == ["internal error in job_epilog: ZeroDivisionError: boom "
                             "(please report this)"]

@@ -254,8 +254,8 @@ def test_the_enumeration_finds_the_messages_of_every_component() -> None:
     keys = {key for m in messages for key in m.keys}
     for expected in (
         "unknown QPU name(s)",  # submit time (names.py)
-        "cannot acquire QPU",  # prolog (lifecycle.py)
-        "no word from the job's first node after",  # multi-node prolog (coordination.py)
+        "cannot acquire QPU",  # prolog (lease/from_vendors.py)
+        "no word from the job's first node after",  # multi-node prolog (lease/coordination.py)
         "no QPU lease for this job on",  # task_init (spank/task.py)
         "missing, unknown or expired job token (a job's token stops working when the job "
         "ends)",  # the broker's proxy (an HTTP error body)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from slurm_qpu.acquire.resolve import resolve_request
 from slurm_qpu.config import QrmiConfig, ResourceDef
 from slurm_qpu.jobenv.contract import Acquired
-from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.request.names import parse_request
 from slurm_qpu.request.overrides import apply as apply_overrides
 from slurm_qpu.request.overrides import decode as decode_overrides
 from slurm_qpu.request.selection import Placement, check_request
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.vendors import registry
 from slurm_qpu.vendors.common.base import (
     JobContext,

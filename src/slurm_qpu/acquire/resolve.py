@@ -17,8 +17,8 @@ from slurm_qpu.request.selection import (
     choose,
     split_request,
 )
-from slurm_qpu.slurmcli import SlurmCommandError
-from slurm_qpu.slurmconf import license_name
+from slurm_qpu.slurm.commands import SlurmCommandError
+from slurm_qpu.slurm.conf import license_name
 
 if TYPE_CHECKING:
     from slurm_qpu.acquire.pipeline import ResourceFactory

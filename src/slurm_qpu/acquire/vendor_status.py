@@ -13,7 +13,7 @@ from typing import Any
 
 from slurm_qpu.acquire.pipeline import ResourceFactory, describe_error, resource_spec
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.jobfacts import JobFacts
+from slurm_qpu.slurm.job import JobFacts
 
 
 @dataclass

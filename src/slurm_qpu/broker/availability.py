@@ -24,7 +24,7 @@ from collections.abc import Callable
 from slurm_qpu.acquire.pipeline import ResourceFactory
 from slurm_qpu.acquire.vendor_status import QpuStatus, probe
 from slurm_qpu.config import QrmiConfig, ResourceDef
-from slurm_qpu.slurmconf import license_name
+from slurm_qpu.slurm.conf import license_name
 
 log = logging.getLogger(__name__)
 

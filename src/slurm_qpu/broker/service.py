@@ -37,13 +37,13 @@ from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
 from slurm_qpu.jobenv import contract as envcontract
 from slurm_qpu.jobenv.contract import Acquired
-from slurm_qpu.jobfacts import JobFacts
 from slurm_qpu.log import job_scope
 from slurm_qpu.redact import Redactor, secrets_of
 from slurm_qpu.request import overrides
 from slurm_qpu.request.names import RequestError
 from slurm_qpu.request.selection import has_selection
-from slurm_qpu.slurmcli import JobRecord, SlurmCommandError, Squeue
+from slurm_qpu.slurm.commands import JobRecord, SlurmCommandError, Squeue
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.vendors.registry import view_for
 from slurm_qpu.vendors.type_names import LEGACY_TYPES
 

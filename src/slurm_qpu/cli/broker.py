@@ -189,7 +189,7 @@ def main(args: argparse.Namespace) -> int:
     from slurm_qpu.broker.server import Broker
     from slurm_qpu.broker.service import ConfigSource, LeaseService
     from slurm_qpu.config import ConfigError
-    from slurm_qpu.slurmcli import Scontrol, Squeue
+    from slurm_qpu.slurm.commands import Scontrol, Squeue
 
     prog = "slurm-qpu broker"
     config_path = Path(args.config)

@@ -12,7 +12,7 @@ from slurm_qpu.shim_contract import DEFAULT_STATE_DIR
 
 
 def main(args: argparse.Namespace) -> int:
-    from slurm_qpu.leases import LeaseStore
+    from slurm_qpu.lease.store import LeaseStore
 
     leases = LeaseStore(Path(args.state_dir)).all()
     if args.json:

@@ -12,7 +12,7 @@ from slurm_qpu.settings import DEFAULT_CONFIG
 
 
 def main(args: argparse.Namespace) -> int:
-    from slurm_qpu.slurmconf import render, render_job_submit
+    from slurm_qpu.slurm.conf import render, render_job_submit
 
     config = load_or_report(args.file)
     if config is None:

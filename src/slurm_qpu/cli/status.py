@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from slurm_qpu.slurmconf import license_name
+from slurm_qpu.slurm.conf import license_name
 
 PLUGSTACK = "/etc/slurm/plugstack.conf"
 LICENSE_PREFIX = license_name("")

@@ -545,7 +545,7 @@ class Lab:
         return int(proc.stdout.strip().split(";")[0])
 
     def job(self, job_id: int) -> dict[str, str]:
-        from slurm_qpu.slurmcli import parse_oneliner
+        from slurm_qpu.slurm.commands import parse_oneliner
 
         out = _run(["scontrol", "show", "job", "-o", str(job_id)], env=self.env(),
                    check=False).stdout

@@ -10,12 +10,13 @@ import contextlib
 import logging
 import os
 
-from slurm_qpu import brokered, hostlist
 from slurm_qpu.broker.client import BrokerClient
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import LeaseStore
+from slurm_qpu.lease import from_broker as brokered
+from slurm_qpu.lease.store import LeaseStore
 from slurm_qpu.request.overrides import PROLOG_ENV as OVERRIDES_ENV
 from slurm_qpu.settings import PluginSettings, short_hostname
+from slurm_qpu.slurm import hostlist
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.spank import host
 from slurm_qpu.usage import QpuUsage, record_in_accounting
 
@@ -79,9 +80,9 @@ def prolog(settings: PluginSettings) -> int:
     log.warning("job %s: direct mode: the QPU credentials in %s reach every task of this "
                 "job (set broker= in plugstack.conf to keep them on the broker)",
                 job.job_id, settings.config)
-    from slurm_qpu.coordination import SlurmJobBoard
-    from slurm_qpu.lifecycle import run_prolog
-    from slurm_qpu.slurmcli import Scontrol, Squeue
+    from slurm_qpu.lease.coordination import SlurmJobBoard
+    from slurm_qpu.lease.from_vendors import run_prolog
+    from slurm_qpu.slurm.commands import Scontrol, Squeue
 
     _refresh_catalog(settings)
     run_prolog(job, host.qpu_option(), settings, store,
@@ -100,7 +101,7 @@ def epilog(settings: PluginSettings) -> int:
     if settings.broker:
         brokered.run_epilog(job, store, _broker(settings), on_usage)
     else:
-        from slurm_qpu.lifecycle import run_epilog
+        from slurm_qpu.lease.from_vendors import run_epilog
 
         run_epilog(job, settings, store, on_usage=on_usage)
     with contextlib.suppress(OSError):

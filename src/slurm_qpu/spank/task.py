@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from slurm_qpu.jobenv.contract import rust_log_for
-from slurm_qpu.leases import Lease, LeaseFileError, LeaseState, LeaseStore
+from slurm_qpu.lease.store import Lease, LeaseFileError, LeaseState, LeaseStore
 from slurm_qpu.settings import PluginSettings, short_hostname
 from slurm_qpu.spank import host
 

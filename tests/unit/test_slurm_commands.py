@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.request.selection import Placement
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, parse_oneliner, parse_squeue_json
+from slurm_qpu.slurm.commands import Scontrol, SlurmCommandError, parse_oneliner, parse_squeue_json
 
 SHOW_JOB = (
     "JobId=5 JobName=qpu demo UserId=alice(1000) GroupId=alice(1000) MCS_label=N/A "

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from slurm_qpu.request.selection import Placement
-from slurm_qpu.slurmcli import Scontrol, Squeue
+from slurm_qpu.slurm.commands import Scontrol, Squeue
 
 MARK = "slurm-qpu:v1:"
 

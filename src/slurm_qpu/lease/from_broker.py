@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from slurm_qpu.broker.client import BrokerClient, BrokerError
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.lease.store import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from slurm_qpu.acquire.pipeline import default_factory
-from slurm_qpu.coordination import JobView, PublicRecord
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import Lease, LeaseState, LeaseStore
-from slurm_qpu.lifecycle import run_epilog, run_prolog
+from slurm_qpu.lease.coordination import JobView, PublicRecord
+from slurm_qpu.lease.from_vendors import run_epilog, run_prolog
+from slurm_qpu.lease.store import Lease, LeaseState, LeaseStore
 from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import SlurmCommandError
+from slurm_qpu.slurm.commands import SlurmCommandError
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.vendors.common.base import QuantumResource, ResourceSpec
 from slurm_qpu.vendors.local_simulator.resource import LocalSimulator
 

@@ -18,17 +18,17 @@ from slurm_qpu.acquire.pipeline import (
     requested,
 )
 from slurm_qpu.config import ConfigError, QrmiConfig, load_config
-from slurm_qpu.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
 from slurm_qpu.jobenv import contract as envcontract
 from slurm_qpu.jobenv.contract import Acquired
-from slurm_qpu.jobfacts import JobFacts
-from slurm_qpu.leases import Lease, LeasedResource, LeaseState, LeaseStore
+from slurm_qpu.lease.coordination import JobBoard, PeerTimeout, PublicRecord, wait_for_record
+from slurm_qpu.lease.store import Lease, LeasedResource, LeaseState, LeaseStore
 from slurm_qpu.log import REDACTOR
 from slurm_qpu.redact import secrets_of
 from slurm_qpu.request.names import RequestError
 from slurm_qpu.request.selection import UNKNOWN_PLACEMENT
 from slurm_qpu.settings import PluginSettings
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError
+from slurm_qpu.slurm.commands import Scontrol, SlurmCommandError
+from slurm_qpu.slurm.job import JobFacts
 from slurm_qpu.usage import QpuUsage
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu import leases
-from slurm_qpu.leases import Lease, LeasedResource, LeaseFileError, LeaseState, LeaseStore
+from slurm_qpu.lease import store as leases
+from slurm_qpu.lease.store import Lease, LeasedResource, LeaseFileError, LeaseState, LeaseStore
 
 
 def lease(job_id: int = 7, state: LeaseState = LeaseState.ACQUIRED, node: str = "n1",

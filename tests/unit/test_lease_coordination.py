@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.coordination import (
+from slurm_qpu.lease.coordination import (
     MARK,
     JobView,
     PeerTimeout,
@@ -16,7 +16,7 @@ from slurm_qpu.coordination import (
     SlurmJobBoard,
     wait_for_record,
 )
-from slurm_qpu.slurmcli import Scontrol, SlurmCommandError, Squeue
+from slurm_qpu.slurm.commands import Scontrol, SlurmCommandError, Squeue
 
 RECORD = PublicRecord("acquired", "node1",
                       [{"name": "sim_a", "type": "local-simulator", "token": "sim-123"}])
