@@ -45,6 +45,7 @@ from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.broker.upstream import Answer, Pool, UpstreamError
 from slurm_qpu.log import CURRENT_JOB
+from slurm_qpu.vendors.common.base import TypeNotAvailable
 from slurm_qpu.vendors.common.http import VendorError
 from slurm_qpu.vendors.common.view import (
     DENIED,
@@ -498,8 +499,7 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
             call = Call(self.command, rest, query)
             # the view of the QPU the path names (the public catalog says its type) decides
             # how a job authenticates on this route; which QPUs the job holds is checked next
-            rdef = service.config.get().get(name)
-            route_view = view_for(rdef.current_type) if rdef is not None else View()
+            route_view = self._route_view(name)
             token = token_of(self.headers)
             if token is None:
                 signed = route_view.signed_route(call, self.path.partition("?")[0],
@@ -552,6 +552,17 @@ def _handler_class(broker: Broker) -> type[BaseHTTPRequestHandler]:
                 return
             self._forward(ex, broker.upstream(caller.lease, caller.name, type_name), call,
                           decision, view.forward_headers)
+
+        @staticmethod
+        def _route_view(name: str) -> View:
+            """The view of the QPU a proxy path names, by its type in the config (a QPU
+            not configured, or whose site vendor cannot be loaded: the default view, whose
+            routes take a job token)."""
+            rdef = service.config.get().get(name)
+            try:
+                return view_for(rdef.current_type) if rdef is not None else View()
+            except TypeNotAvailable:
+                return View()
 
         def _signed(self, ex: _Exchange, name: str, view: View, route: SignedRoute,
                     who: dict[str, Any]) -> None:
