@@ -98,13 +98,13 @@ def test_a_site_vendors_view_keeps_a_job_to_its_own_device_and_runs(
 
 def test_a_site_vendor_whose_view_cannot_be_loaded_costs_a_stranger_a_401_not_a_500(
         b: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slurm_qpu.broker import server
+    from slurm_qpu.broker import proxy
     from slurm_qpu.vendors import TypeNotAvailable
 
     def broken(type_name: str) -> Any:
         raise TypeNotAvailable(f"resource type {type_name!r}: cannot load its view")
 
-    monkeypatch.setattr(server, "view_for", broken)
+    monkeypatch.setattr(proxy, "view_for", broken)
     answer = httpx.get(f"{b.url}/p/{QPU}/v1/devices/{QPU}")
     assert (answer.status_code, answer.json()["message"]) == (
         401, "missing, unknown or expired job token (a job's token stops working when the "

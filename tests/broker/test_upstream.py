@@ -18,8 +18,9 @@ import httpx
 import pytest
 from harness import StartBroker, bearer, wait_for, write_config
 
+from slurm_qpu.broker.exchange import decoded_answer
+from slurm_qpu.broker.httpserver import Refused
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.broker.server import Refused, decoded_answer
 from slurm_qpu.broker.upstream import Pool, UpstreamError, request_target
 from slurm_qpu.emulator import Emulator, Fault
 

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire import exchange, request
 
+from slurm_qpu.broker.exchange import check_path
 from slurm_qpu.broker.httpserver import Refused
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.broker.server import check_path
 from slurm_qpu.vendors.common.view import Call
 from slurm_qpu.vendors.registry import view_for
 
