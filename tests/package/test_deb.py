@@ -177,11 +177,18 @@ def test_upgrade_while_a_job_holds_a_qpu_loses_nothing(
         "sbatch", user="alice").strip())
     wait_state(m, job, ("RUNNING",), 60)
     journal = "/var/lib/slurm-qpu-broker/journal.sqlite"
-    held_before = python(m, f"""
+    # Slurm shows the job RUNNING from its allocation on, while its prolog may still be
+    # asking the broker: wait for the lease to be in the journal
+    held_before: list[list[object]] = []
+    deadline = time.monotonic() + 60
+    while not held_before and time.monotonic() < deadline:
+        held_before = python(m, f"""
 import json, sqlite3
 db = sqlite3.connect("file:{journal}?mode=ro", uri=True)
 print(json.dumps(db.execute("SELECT gen, name, token FROM held WHERE job_id={job} "
                             "AND released_at IS NULL").fetchall()))""")
+        if not held_before:
+            time.sleep(0.5)
     assert held_before and held_before[0][1] == "ibm_manila", held_before
     pid_before = m.check("systemctl show -p MainPID --value slurm-qpu-broker", "pid").strip()
 
