@@ -12,9 +12,15 @@ PY_DEV        := $(VENV_DEV)/bin/python
 PLUGIN_DIR     = $(PREFIX)/lib/slurm
 VENV_DIR       = $(PREFIX)/lib/slurm-qpu/venv
 PYTEST_ARGS   ?=
-# optional parts installed with the plugin (pyproject extras); the lab wants them all
+# optional parts installed with the plugin (pyproject extras); the lab wants them all.
+# `emulator` among them is the emulator's own distribution (emulator/), not an extra.
 EXTRAS        ?=
-PIP_TARGET     = .$(if $(EXTRAS),[$(EXTRAS)])
+comma         := ,
+empty         :=
+space         := $(empty) $(empty)
+EXTRA_LIST     = $(subst $(comma), ,$(EXTRAS))
+PY_EXTRAS      = $(subst $(space),$(comma),$(strip $(filter-out emulator,$(EXTRA_LIST))))
+PIP_TARGET     = '.$(if $(PY_EXTRAS),[$(PY_EXTRAS)])' $(if $(filter emulator,$(EXTRA_LIST)),./emulator)
 
 .PHONY: help deps shim install dev lint typecheck test test-unit test-hostile test-slurm test-chroot \
         test-cluster test-package demo lab-up lab-down cluster-up cluster-down bench man deb clean
@@ -54,12 +60,14 @@ install: shim
 	install -m 0755 shim/spank_qpu.so shim/spank_qpu_python.so $(DESTDIR)$(PLUGIN_DIR)/
 	[ -x $(DESTDIR)$(VENV_DIR)/bin/python ] || { $(PYTHON) -m venv $(DESTDIR)$(VENV_DIR) && \
 		$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --upgrade pip setuptools wheel; }
-	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation '$(PIP_TARGET)'
+	$(DESTDIR)$(VENV_DIR)/bin/python -m pip install -q --no-build-isolation $(PIP_TARGET)
 	@# a venv's scripts name their interpreter by absolute path: drop DESTDIR from it
 	@# (scripts only: sed -i on the bin/python symlinks would turn them into copies)
 	[ -z "$(DESTDIR)" ] || for f in $(DESTDIR)$(VENV_DIR)/bin/*; do \
 		[ -L "$$f" ] || sed -i "1s|^#!$(DESTDIR)|#!|" "$$f"; done
 	ln -sf $(VENV_DIR)/bin/slurm-qpu $(DESTDIR)$(PREFIX)/bin/slurm-qpu
+	[ ! -e $(DESTDIR)$(VENV_DIR)/bin/slurm-qpu-emulator ] || \
+		ln -sf $(VENV_DIR)/bin/slurm-qpu-emulator $(DESTDIR)$(PREFIX)/bin/slurm-qpu-emulator
 	install -m 0644 plugstack.conf.example qrmi_config.example.json \
 		$(DESTDIR)$(PREFIX)/share/slurm-qpu/
 	chmod -R a+rX $(DESTDIR)$(PREFIX)/lib/slurm-qpu
@@ -98,16 +106,16 @@ rpm:
 	find $(RPM_TOPDIR)/RPMS -name '*.rpm' -exec cp {} build/packages/rpm/ \;
 	ls -1 build/packages/rpm/*.rpm
 
-$(PY_DEV): pyproject.toml
+$(PY_DEV): pyproject.toml emulator/pyproject.toml lab/pyproject.toml
 	@tools/install-deps.sh
 	[ -x $(PY_DEV) ] || $(PYTHON) -m venv $(VENV_DEV)
-	$(PY_DEV) -m pip install -q -e '.[dev,emulator,qrmi]'
+	$(PY_DEV) -m pip install -q -e '.[dev,qrmi]' -e ./emulator -e ./lab
 	touch $(PY_DEV)
 
 dev: $(PY_DEV)
 
 lint: $(PY_DEV)
-	$(VENV_DEV)/bin/ruff check src tests benchmarks tools examples
+	$(VENV_DEV)/bin/ruff check src emulator lab tests benchmarks tools examples
 	$(VENV_DEV)/bin/mypy
 	$(VENV_DEV)/bin/mypy benchmarks
 	$(VENV_DEV)/bin/mypy examples/site-vendor
@@ -139,35 +147,36 @@ test-package: $(PY_DEV)
 test: lint test-unit test-hostile test-slurm test-chroot test-cluster test-package
 
 lab-up: $(PY_DEV) shim
-	$(PY_DEV) -m slurm_qpu.lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
+	$(PY_DEV) -m slurm_qpu_lab up --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
 	@echo "lab is up: . ./lab.env && sbatch --qpu=sim_a --wrap 'env | grep QRMI'"
 
 lab-down: $(PY_DEV)
-	$(PY_DEV) -m slurm_qpu.lab down --lab $(LAB)
+	$(PY_DEV) -m slurm_qpu_lab down --lab $(LAB)
 
 # CLUSTER=docker: the same demo on the docker multi-node cluster
 demo: $(PY_DEV) shim
 ifeq ($(CLUSTER),docker)
 	tools/install-deps.sh debootstrap
-	$(PY_DEV) -m slurm_qpu.lab demo --cluster docker
+	$(PY_DEV) -m slurm_qpu_lab demo --cluster docker
 else
-	$(PY_DEV) -m slurm_qpu.lab demo --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
+	$(PY_DEV) -m slurm_qpu_lab demo --lab $(LAB) --source . $(if $(MODE),--mode $(MODE))
 endif
 
 cluster-up: $(PY_DEV) shim
 	tools/install-deps.sh debootstrap
-	$(PY_DEV) -m slurm_qpu.lab cluster-up
+	$(PY_DEV) -m slurm_qpu_lab cluster-up
 
 # a real Slurm lab (slot 4), the broker and the emulator come up and go; ~15 minutes
 bench: $(PY_DEV) shim
 	$(PY_DEV) -m benchmarks $(BENCH_ARGS)
 
 cluster-down: $(PY_DEV)
-	$(PY_DEV) -m slurm_qpu.lab cluster-down
+	$(PY_DEV) -m slurm_qpu_lab cluster-down
 
 # manual pages: slurm-qpu(1) and its commands from the argparse parser, spank_qpu(8) by hand
 man: $(PY_DEV)
-	$(PY_DEV) tools/manpages.py --out build/man && cp man/spank_qpu.8 build/man/
+	$(PY_DEV) tools/manpages.py --out build/man && $(PY_DEV) tools/manpages.py --emulator --out build/man
+	cp man/spank_qpu.8 build/man/
 
 clean:
 	$(MAKE) -C shim clean

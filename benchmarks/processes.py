@@ -1,5 +1,5 @@
 """The real emulator and the real broker, each in its own process, as a site runs them
-(``slurm-qpu emulator``, ``slurm-qpu broker``), for the proxy and reference benchmarks.
+(``slurm-qpu-emulator``, ``slurm-qpu broker``), for the proxy and reference benchmarks.
 
 Separate processes, not threads of the benchmark: the broker's and the emulator's
 interpreters must not share a GIL with the load generator, or the numbers would measure
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu import munge
-from slurm_qpu.lab.cluster import start_munged
+from slurm_qpu_lab.cluster import start_munged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,10 +35,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def slurm_qpu_command() -> list[str]:
-    """The installed ``slurm-qpu`` script beside this Python, else ``python -m``."""
-    script = Path(sys.executable).with_name("slurm-qpu")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "slurm_qpu"]
+def slurm_qpu_command(name: str = "slurm-qpu") -> list[str]:
+    """The installed ``slurm-qpu`` (or ``slurm-qpu-emulator``) script beside this Python,
+    else ``python -m`` its package."""
+    script = Path(sys.executable).with_name(name)
+    return [str(script)] if script.exists() else [sys.executable, "-m",
+                                                   name.replace("-", "_")]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -117,12 +119,12 @@ def _answers(url: str) -> Callable[[], bool]:
 
 
 def emulator(workdir: Path, *, job_seconds: float = 0.0) -> tuple[Process, str, Path]:
-    """``slurm-qpu emulator`` (not started): the process, its URL and the
+    """``slurm-qpu-emulator`` (not started): the process, its URL and the
     qrmi_config.json it writes for its QPUs (real credentials: the broker's config)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = workdir / "emulated_qpus.json"
-    argv = [*slurm_qpu_command(), "emulator", "--host", "127.0.0.1", "--port", str(port),
+    argv = [*slurm_qpu_command("slurm-qpu-emulator"), "--host", "127.0.0.1", "--port", str(port),
             "--job-seconds", str(job_seconds), "--write-config", str(config)]
     return Process("emulator", workdir, argv, _answers(f"{url}/_emulator/faults")), url, config
 

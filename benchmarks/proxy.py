@@ -20,7 +20,7 @@ the added time is the per-round difference. Throughput: THREADS threads, each wi
 own keep-alive connection, as many requests as they can in a window; one window per side
 per round, rotated likewise; then again for the small route with the vendor 20 ms away
 (the emulator delays its answers, as a network would). Everything is a real process:
-``slurm-qpu emulator``, ``slurm-qpu broker`` (a lease acquired with real MUNGE, as a
+``slurm-qpu-emulator``, ``slurm-qpu broker`` (a lease acquired with real MUNGE, as a
 prolog does), the relay, and the load generator (this process), all on the same two
 cores, so a proxied request pays for the broker's CPU as well as the emulator's; the
 notes give each one's share. When a target is missed, a CPU profile of the broker's
@@ -438,7 +438,7 @@ def section(lat: list[Latency], thr: list[Throughput], far: list[Throughput],
     ok = all(200 <= status < 300 for _, status in statuses)
     down = next((la.response_bytes for la in lat if la.route.key == "down"), 0)
     notes = [
-        "Direct: the emulated IBM Quantum Compute API (`slurm-qpu emulator`) with the "
+        "Direct: the emulated IBM Quantum Compute API (`slurm-qpu-emulator`) with the "
         "site's IAM bearer and Service-CRN. Proxied: the same request to the broker "
         "(`slurm-qpu broker`, production settings but no rate limit) at `/p/<qpu>/`, "
         "with the access token a job gets for its job token: the broker checks token, "

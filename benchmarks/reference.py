@@ -15,7 +15,7 @@ slurm-qpu exports without a broker) and do the same things, interleaved round by
   its status polled every POLL seconds until final, and its result fetched;
 * status: one ``task_status`` of a finished job, the cost of a single vendor request.
 
-The emulator (``slurm-qpu emulator``, its own process) runs jobs at once (no queue time),
+The emulator (``slurm-qpu-emulator``, its own process) runs jobs at once (no queue time),
 so the round trip is the clients' requests plus the emulator's simulation. qrmi's own
 primitives (``qrmi.primitives.ibm.SamplerV2``) poll once a second, qiskit-ibm-runtime's
 differently again: comparing those would compare sleep intervals, so both sides here
@@ -298,7 +298,7 @@ def profile_ours(settings: dict[str, str], calls: int) -> str:
 
 @contextlib.contextmanager
 def emulated(workdir: Path) -> Iterator[tuple[Process, str, dict[str, str]]]:
-    """``slurm-qpu emulator`` with jobs that run at once: its process, URL and the
+    """``slurm-qpu-emulator`` with jobs that run at once: its process, URL and the
     site settings of QPU (real credentials: direct mode)."""
     workdir.mkdir(parents=True, exist_ok=True)
     emu, url, config = emulator(workdir, job_seconds=0.0)
@@ -345,7 +345,7 @@ def section(runs: Runs) -> Section:
         rows.append(Row(what, f"qrmi {q.text('ms', 2)}", f"slurm-qpu {o.text('ms', 2)}",
                         f"ours/qrmi {r:.2f}", "ours not slower", r <= 1.0))
     notes = [
-        "Both sides run in this process against `slurm-qpu emulator` (its own process), "
+        "Both sides run in this process against `slurm-qpu-emulator` (its own process), "
         "reading the same direct-mode job environment; rounds interleaved (qrmi, ours / "
         "ours, qrmi). Ratio: median of ours over median of qrmi (below 1: ours is faster). "
         "slurm-qpu speaks HTTP with httpx (Python); qrmi with reqwest (Rust).",

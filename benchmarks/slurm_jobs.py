@@ -28,7 +28,7 @@ from pathlib import Path
 from benchmarks.options import Options
 from benchmarks.report import Row, Section
 from benchmarks.stats import Summary, paired_difference
-from slurm_qpu.lab import Lab
+from slurm_qpu_lab import Lab
 
 LAB_ROOT = Path("/tmp/slurm-qpu-bench-lab")  # the job user must reach it: not a 0700 tmpdir
 LAB_SLOT = 4  # dev 0, tests 1, chroot 2, teardown test 7

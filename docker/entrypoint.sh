@@ -81,7 +81,7 @@ broker)
         --status-interval "${STATUS_INTERVAL:-60}" >>"$log/broker.log" 2>&1
     ;;
 emulator)
-    exec /usr/local/bin/slurm-qpu emulator --host 0.0.0.0 --port 8290 \
+    exec /usr/local/bin/slurm-qpu-emulator --host 0.0.0.0 --port 8290 \
         --public-url http://emulator:8290 >>"$log/emulator.log" 2>&1
     ;;
 *)

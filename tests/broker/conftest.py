@@ -10,7 +10,7 @@ import pytest
 from harness import StartBroker, broker_starter, running_emulator
 
 if TYPE_CHECKING:
-    from slurm_qpu.emulator import Emulator
+    from slurm_qpu_emulator import Emulator
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from slurm_qpu.broker.service import ConfigSource, LeaseService
 from slurm_qpu.munge import Decoded, MungeError
 
 if TYPE_CHECKING:
-    from slurm_qpu.emulator import Emulator
+    from slurm_qpu_emulator import Emulator
 
 
 def fake_credential(payload: bytes, uid: int = 0) -> str:
@@ -86,7 +86,7 @@ StartBroker = Callable[..., BrokerUnderTest]
 
 def running_emulator() -> Iterator[Emulator]:
     """The vendors behind the broker (for a module's fixture): jobs done in 0.2 s."""
-    from slurm_qpu.emulator import Emulator, EmulatorConfig
+    from slurm_qpu_emulator import Emulator, EmulatorConfig
 
     emulator = Emulator(EmulatorConfig(job_seconds=0.2))
     emulator.start()

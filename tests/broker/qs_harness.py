@@ -14,9 +14,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from harness import BrokerUnderTest
 
-from slurm_qpu.emulator import Emulator
 from slurm_qpu.vendors.common.s3 import S3Credentials, presign
 from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
+from slurm_qpu_emulator import Emulator
 
 QPU = "ibm_kawasaki"
 P = f"{QPU}_QRMI_IBM_QS_"

@@ -17,8 +17,8 @@ from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import SamplerV2
 
 from slurm_qpu import client
-from slurm_qpu.emulator import Emulator
 from slurm_qpu.redact import is_secret_key
+from slurm_qpu_emulator import Emulator
 
 
 @pytest.fixture(autouse=True)

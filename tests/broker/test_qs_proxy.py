@@ -36,12 +36,12 @@ from qs_harness import (
 
 from slurm_qpu import client
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.emulator import Emulator, Fault
 from slurm_qpu.vendors.common.base import QiskitPrimitive, TaskStatus
 from slurm_qpu.vendors.common.http import RetryPolicy, VendorAuthError
 from slurm_qpu.vendors.common.s3 import S3Client, S3Credentials, authorization, presign
 from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
 from slurm_qpu.vendors.ibm_quantum_system.view import IbmQuantumSystemView
+from slurm_qpu_emulator import Emulator, Fault
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from slurm_qpu.broker.exchange import decoded_answer
 from slurm_qpu.broker.httpserver import Refused
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.upstream import Pool, UpstreamError, request_target
-from slurm_qpu.emulator import Emulator, Fault
+from slurm_qpu_emulator import Emulator, Fault
 
 QPU = "ibm_manila"
 

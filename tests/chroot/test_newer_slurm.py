@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.lab import chroot
+from slurm_qpu_lab import chroot
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = os.environ.get("CHROOT_SUITES", "trixie,sid").split(",")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import EMULATOR_PORT, DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import EMULATOR_PORT, DockerCluster
 
 _cluster: DockerCluster | None = None
 _set_up = ""  # the cluster's set-up times, for the summary

@@ -11,8 +11,8 @@ import httpx
 from jobs import QPU, SAMPLER, run, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import BROKER_PORT, DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import BROKER_PORT, DockerCluster
 
 AWAY = "ibm_kawasaki"
 

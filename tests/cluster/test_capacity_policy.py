@@ -1,6 +1,6 @@
 """Capacity and policy at submit, enforced by slurmctld through the job_submit.lua that
 `slurm-qpu slurm-conf --job-submit` made from the cluster's qrmi_config.json
-(slurm_qpu.lab.docker_cluster.POLICY): ibm_kawasaki takes one job at a time and only from
+(slurm_qpu_lab.docker_cluster.POLICY): ibm_kawasaki takes one job at a time and only from
 partition quantum, ibm_brisbane only account physics."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from jobs import wait_until
 
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 pytestmark = pytest.mark.cluster
 

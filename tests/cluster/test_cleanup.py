@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 from jobs import QPU, assert_session_closed, lease_states, wait_for_output, wait_until
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 HOLD = (f"#!/bin/bash\n#SBATCH --qpu={QPU} --no-requeue\n"
         f"echo SESSION ${QPU}_QRMI_JOB_ACQUISITION_TOKEN\nsleep 600\n")

@@ -8,8 +8,8 @@ import json
 
 from jobs import QPU, SAMPLER, markers, run
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 HYBRID = f"""
 import io, json, os, socket

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from jobs import QPU, lease_states, wait_until
 
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 
 def test_salloc_with_qpu_then_srun_sees_the_qpu_and_the_lease_ends_with_it(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from jobs import run, wait_until
 
-from slurm_qpu.lab.docker_cluster import DockerCluster
 from slurm_qpu.usage import decode
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 pytestmark = pytest.mark.cluster
 

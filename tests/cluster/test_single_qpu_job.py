@@ -6,8 +6,8 @@ import json
 
 from jobs import QPU, SAMPLER, assert_session_closed, lease_states, result, run, sessions_opened
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 SCRIPT = f"""#!/bin/bash
 #SBATCH --ntasks=1

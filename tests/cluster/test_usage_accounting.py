@@ -7,9 +7,9 @@ import json
 
 from jobs import QPU, SAMPLER, result, run, wait_until
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
 from slurm_qpu.usage import decode
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 SCRIPT = f"""#!/bin/bash
 #SBATCH --qpu={QPU}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from jobs import QPU, SAMPLER, result
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 
 def test_user_override_of_an_allowed_setting_reaches_the_vendor(

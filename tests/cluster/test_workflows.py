@@ -20,8 +20,8 @@ from jobs import (
     sessions_opened,
 )
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
-from slurm_qpu.lab.docker_cluster import DockerCluster
+from slurm_qpu_emulator.admin import EmulatorAdmin
+from slurm_qpu_lab.docker_cluster import DockerCluster
 
 # Every rank reports its host and whether it sees any QPU variable; allreduce proves MPI.
 MPI_COUNT = """

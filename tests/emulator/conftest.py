@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Server, Service
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Server, Service
 
 Serve = Callable[..., Server]
 

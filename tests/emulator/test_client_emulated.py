@@ -17,10 +17,10 @@ from qiskit_ibm_runtime import SamplerV2
 
 from slurm_qpu import client
 from slurm_qpu.config import ResourceDef
-from slurm_qpu.emulator import Emulator, EmulatorConfig
 from slurm_qpu.jobenv.contract import Acquired, build
 from slurm_qpu.vendors.common.base import JobContext, ResourceSpec
 from slurm_qpu.vendors.registry import create
+from slurm_qpu_emulator import Emulator, EmulatorConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,6 @@ from typing import Any
 
 import pytest
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.iam import IamService
-from slurm_qpu.emulator.ibm_runtime import IbmRuntimeService, ibm_runtime_services
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Server
 from slurm_qpu.vendors.common.base import (
     JobContext,
     QiskitPrimitive,
@@ -25,6 +20,11 @@ from slurm_qpu.vendors.common.base import (
 )
 from slurm_qpu.vendors.common.http import RetryPolicy, VendorNotFound
 from slurm_qpu.vendors.ibm_quantum_compute.resource import IbmQuantumCompute, IbmQuantumComputeType
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.iam import IamService
+from slurm_qpu_emulator.ibm_runtime import IbmRuntimeService, ibm_runtime_services
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Server
 
 Serve = Callable[..., Server]
 FAST = RetryPolicy(attempts=3, backoff=0.0, deadline=10.0)

@@ -12,18 +12,18 @@ from typing import Any
 import httpx
 import pytest
 
-from slurm_qpu.emulator import ibm_runtime
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.iam import GRANT_TYPE, IamService
-from slurm_qpu.emulator.ibm_backends import load_backend
-from slurm_qpu.emulator.ibm_runtime import (
+from slurm_qpu_emulator import ibm_runtime
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.iam import GRANT_TYPE, IamService
+from slurm_qpu_emulator.ibm_backends import load_backend
+from slurm_qpu_emulator.ibm_runtime import (
     IbmRuntimeService,
     RuntimeState,
     ibm_runtime_services,
 )
-from slurm_qpu.emulator.primitives import PrimitiveError, run_primitive
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Fault, Server
+from slurm_qpu_emulator.primitives import PrimitiveError, run_primitive
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Fault, Server
 
 # ISA for ibm_manila (basis cx, id, rz, sx, x; cx on 0-1): a Bell pair
 BELL = ('OPENQASM 3.0; include "stdgates.inc"; bit[2] meas; rz(1.5707963267948966) $0; '

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.iam import IamService
-from slurm_qpu.emulator.ibm_runtime import ibm_runtime_services
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Server
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.iam import IamService
+from slurm_qpu_emulator.ibm_runtime import ibm_runtime_services
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Server
 
 Serve = Callable[..., Server]
 pytest.importorskip("qiskit_ibm_runtime")

@@ -13,13 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from slurm_qpu.emulator import primitives
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.iam import IamService
-from slurm_qpu.emulator.ibm_system import QuantumSystemService, ibm_system_services
-from slurm_qpu.emulator.s3 import S3Service, object_url, presign
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Server
 from slurm_qpu.vendors.common.base import (
     JobContext,
     QiskitPrimitive,
@@ -29,6 +22,13 @@ from slurm_qpu.vendors.common.base import (
 )
 from slurm_qpu.vendors.common.http import RetryPolicy, VendorUnavailable
 from slurm_qpu.vendors.ibm_quantum_system.resource import IbmQuantumSystemType, Lanes
+from slurm_qpu_emulator import primitives
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.iam import IamService
+from slurm_qpu_emulator.ibm_system import QuantumSystemService, ibm_system_services
+from slurm_qpu_emulator.s3 import S3Service, object_url, presign
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Server
 
 QPU = "ibm_kawasaki"
 BUCKET = "qpu-jobs"

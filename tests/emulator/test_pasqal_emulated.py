@@ -15,17 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import EmulatorDependencyMissing
-from slurm_qpu.emulator.pasqal import (
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import EmulatorDependencyMissing
+from slurm_qpu_emulator.pasqal import (
     AUDIENCE,
     PASSWORD_REALM,
     PasqalCoreService,
     device_specs,
     pasqal_services,
 )
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Fault, Server
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Fault, Server
 
 FINAL = ("DONE", "ERROR", "CANCELED")
 

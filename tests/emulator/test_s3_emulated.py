@@ -21,9 +21,9 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.s3 import UNSIGNED, S3Error, S3Service, object_url, presign
-from slurm_qpu.emulator.web import Fault, Server
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.s3 import UNSIGNED, S3Error, S3Service, object_url, presign
+from slurm_qpu_emulator.web import Fault, Server
 
 BUCKET = "qpu-jobs"
 

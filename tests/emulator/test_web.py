@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 
-from slurm_qpu.emulator.web import Fault, HttpError, Request, Response, Server, Service
+from slurm_qpu_emulator.web import Fault, HttpError, Request, Response, Server, Service
 
 # the `serve` fixture (tests/emulator/conftest.py); not imported from there: with several
 # conftest.py files on sys.path, "conftest" may name another tier's

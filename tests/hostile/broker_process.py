@@ -36,7 +36,7 @@ def munged() -> Iterator[None]:
     other test runs on this machine use too: it is left running, as the munge service
     would be (stopping it under another run made that run's MUNGE calls fail)."""
     if not munged_answers():
-        from slurm_qpu.lab.cluster import start_munged
+        from slurm_qpu_lab.cluster import start_munged
 
         start_munged()
         for _ in range(100):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "broker"))
 from harness import StartBroker, broker_starter, running_emulator
 
 if TYPE_CHECKING:
-    from slurm_qpu.emulator import Emulator
+    from slurm_qpu_emulator import Emulator
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

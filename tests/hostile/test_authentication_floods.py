@@ -16,9 +16,9 @@ from wire import exchange, request, status
 
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.emulator import Emulator
 from slurm_qpu.vendors.common.s3 import S3Credentials, authorization
 from slurm_qpu.vendors.ibm_quantum_system import storage as s3proxy
+from slurm_qpu_emulator import Emulator
 
 ATTACKER, OTHER_NODE = "127.0.0.2", "127.0.0.3"
 

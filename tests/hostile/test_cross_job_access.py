@@ -17,7 +17,7 @@ import pytest
 from harness import Answer, BrokerUnderTest, StartBroker, bearer, raw, wait_for
 
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.emulator import Emulator
+from slurm_qpu_emulator import Emulator
 
 QPU, OTHER = "ibm_manila", "ibm_brisbane"
 EXPIRED = ("missing, unknown or expired job token (a job's token stops working when the job "

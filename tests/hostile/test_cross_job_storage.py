@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from harness import BrokerUnderTest, StartBroker
 from qs_harness import BUCKET, QPU, REGION, Job, job_boto3, qs_job, s3_error, site_boto3
 
-from slurm_qpu.emulator import Emulator
 from slurm_qpu.vendors.common.s3 import authorization
+from slurm_qpu_emulator import Emulator
 
 
 @pytest.fixture

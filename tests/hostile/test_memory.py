@@ -19,7 +19,7 @@ from wire import connect, read_replies, request, wait_until
 
 from slurm_qpu.broker.admission import json_cost
 from slurm_qpu.broker.limits import Limits
-from slurm_qpu.emulator import Emulator, Fault
+from slurm_qpu_emulator import Emulator, Fault
 
 MiB = 1024 * 1024
 

@@ -13,7 +13,7 @@ import pytest
 from harness import BrokerUnderTest, StartBroker, bearer
 
 from slurm_qpu import jwt
-from slurm_qpu.emulator import Emulator
+from slurm_qpu_emulator import Emulator
 
 QPU = "ibm_manila"
 EXPIRED = ("missing, unknown or expired job token (a job's token stops working when the job "

@@ -14,7 +14,7 @@ from harness import BrokerUnderTest, StartBroker, bearer, fake_credential
 from wire import exchange, request
 
 from slurm_qpu.broker.client import munge_payload
-from slurm_qpu.emulator import Emulator
+from slurm_qpu_emulator import Emulator
 
 HEALTH = request("GET", "/v1/health")
 SMUGGLED = request("GET", "/v1/catalog")  # answers with the QPU list: easy to tell apart

@@ -20,7 +20,7 @@ from broker_process import BrokerProcess, broker_process, munged
 from harness import bearer, sim_resources
 from wire import connect, request
 
-from slurm_qpu.emulator import Emulator
+from slurm_qpu_emulator import Emulator
 
 MiB = 1024 * 1024
 # what the broker may grow by under attack: what it holds for requests is bounded by a

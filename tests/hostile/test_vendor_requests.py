@@ -13,7 +13,7 @@ from harness import BrokerUnderTest, StartBroker, bearer
 from qs_harness import QPU as QS_QPU
 from qs_harness import qs_job
 
-from slurm_qpu.emulator import Emulator
+from slurm_qpu_emulator import Emulator
 
 SNEAKY = {"X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "DELETE",
           "X-Method-Override": "DELETE", "X-Original-URL": "/api/v1/jobs/someone-elses",

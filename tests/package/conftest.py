@@ -1,5 +1,5 @@
 """The package tier: build the packages as `make deb` does, install them on a fresh Debian
-machine (a container booting systemd, see slurm_qpu.lab.fresh_debian) by following
+machine (a container booting systemd, see slurm_qpu_lab.fresh_debian) by following
 docs/install.md, upgrade them while a job holds a QPU, remove them.
 
 The packages are built once per session: the current version, and the same tree as the
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from slurm_qpu.lab.fresh_debian import FreshDebian
+from slurm_qpu_lab.fresh_debian import FreshDebian
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("SLURM_QPU_PACKAGES", "/tmp/slurm-qpu-packages"))

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, python, version
 
 from slurm_qpu.broker.journal import SCHEMA_VERSION
-from slurm_qpu.lab.fresh_debian import FreshDebian, shell_blocks
+from slurm_qpu_lab.fresh_debian import FreshDebian, shell_blocks
 
 PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 LINK = "/etc/slurm/plugstack.conf.d/slurm-qpu.conf"
@@ -62,6 +62,17 @@ def test_both_halves_of_the_plugin_are_in_slurms_plugin_directory(
     assert "/usr/bin/slurm-qpu" in files
     assert "/usr/share/man/man8/spank_qpu.8.gz" in files
     assert "/usr/share/man/man1/slurm-qpu-broker.1.gz" in files
+
+
+def test_the_plugins_package_holds_the_product_only(debs: dict[str, Path]) -> None:
+    site = [f for f in contents(debs["slurm-qpu"]) if "/site-packages/" in f]
+    assert any(f.endswith("/slurm_qpu/__init__.py") for f in site)
+    assert not [f for f in site if "slurm_qpu_emulator" in f or "slurm_qpu_lab" in f
+                or "qiskit" in f]
+    emulator = contents(debs["slurm-qpu-emulator"])
+    assert "/usr/bin/slurm-qpu-emulator" in emulator
+    assert "/usr/share/man/man1/slurm-qpu-emulator.1.gz" in emulator
+    assert "/usr/share/man/man1/slurm-qpu-emulator.1.gz" not in contents(debs["slurm-qpu"])
 
 
 def test_admin_files_are_conffiles(debs: dict[str, Path]) -> None:
@@ -222,7 +233,7 @@ print(json.dumps({{"version": version, "held": held}}))""")
     while time.monotonic() < deadline:
         closed = python(m, f"""
 import json
-from slurm_qpu.emulator.admin import EmulatorAdmin
+from slurm_qpu_emulator.admin import EmulatorAdmin
 s = EmulatorAdmin("http://127.0.0.1:8290").session("{session}")
 print(json.dumps({{"accepting_jobs": s["accepting_jobs"], "state": s["state"]}}))""",
                         venv="/usr/lib/slurm-qpu/emulator")

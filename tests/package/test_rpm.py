@@ -375,18 +375,29 @@ def test_broker_unit_sysconfig_user_and_config(rpms: dict[str, Rpm]) -> None:
     assert "munge" in requires
 
 
+def test_the_plugins_package_holds_the_product_only(rpms: dict[str, Rpm]) -> None:
+    files = rpms["slurm-qpu"].files()
+    site = [f for f in files if "/site-packages/" in f]
+    assert any(f.endswith("/slurm_qpu/__init__.py") for f in site)
+    assert not [f for f in site if "slurm_qpu_emulator" in f or "slurm_qpu_lab" in f
+                or "qiskit" in f]
+    assert not [f for f in files if "slurm-qpu-emulator" in f]
+
+
 def test_emulator_venv_and_unit(rpms: dict[str, Rpm]) -> None:
     rpm = rpms["slurm-qpu-emulator"]
     files = rpm.files()
     assert any(re.fullmatch(rf"{EMULATOR}/lib/python3\.\d+/site-packages/qiskit_ibm_runtime/"
                             r"__init__\.py", f) for f in files)
-    assert rpm.read(f"{EMULATOR}/bin/slurm-qpu").splitlines()[0] == f"#!{EMULATOR}/bin/python"
+    assert rpm.read(f"{EMULATOR}/bin/slurm-qpu-emulator").splitlines()[0] == \
+        f"#!{EMULATOR}/bin/python"
     assert files[f"{EMULATOR}/bin/python"].link
     unit = rpm.read(f"{UNIT_DIR}/slurm-qpu-emulator.service")
     assert "EnvironmentFile=-/etc/sysconfig/slurm-qpu-emulator" in unit.splitlines()
-    assert f"ExecStart={EMULATOR}/bin/slurm-qpu emulator" in unit
+    assert f"ExecStart={EMULATOR}/bin/slurm-qpu-emulator " in unit
     assert files["/etc/sysconfig/slurm-qpu-emulator"].flags & RPMFILE_NOREPLACE
-    assert "/usr/bin/slurm-qpu-emulator" in files
+    assert files["/usr/bin/slurm-qpu-emulator"].link == f"{EMULATOR}/bin/slurm-qpu-emulator"
+    assert "/usr/share/man/man1/slurm-qpu-emulator.1.gz" in files
     assert "User=slurm-qpu-emulator" in unit.splitlines()
     assert re.search(r"getent passwd slurm-qpu-emulator .*\|\|.*useradd -r .*slurm-qpu-emulator",
                      rpm.scripts()["preinstall"], re.S)

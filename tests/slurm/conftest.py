@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.lab import Lab
+from slurm_qpu_lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
 

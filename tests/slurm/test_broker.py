@@ -17,8 +17,8 @@ import pytest
 from conftest import LabFixture
 from test_vendor_jobs import SAMPLER, marker
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
 from slurm_qpu.redact import is_secret_key
+from slurm_qpu_emulator.admin import EmulatorAdmin
 
 QPU = "ibm_manila"
 MAX_BODY = 1024 * 1024

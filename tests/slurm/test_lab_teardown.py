@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_qpu.lab.cluster import Lab
+from slurm_qpu_lab.cluster import Lab
 
 pytestmark = pytest.mark.slurm
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, JobRun, LabFixture
 
-from slurm_qpu.emulator.admin import EmulatorAdmin
+from slurm_qpu_emulator.admin import EmulatorAdmin
 
 QPU = "ibm_manila"
 

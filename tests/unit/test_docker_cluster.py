@@ -9,8 +9,8 @@ from typing import Any
 import docker
 import pytest
 
-from slurm_qpu.lab import docker_cluster
-from slurm_qpu.lab.docker_cluster import BASE_PACKAGES, ClusterError, DockerCluster, Result
+from slurm_qpu_lab import docker_cluster
+from slurm_qpu_lab.docker_cluster import BASE_PACKAGES, ClusterError, DockerCluster, Result
 
 
 class FakeImages:

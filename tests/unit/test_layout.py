@@ -64,3 +64,46 @@ def test_one_vendor_folder_does_not_reach_into_another() -> None:
             others = {m for m in imported_modules(path) for f in folders - {folder}
                       if m.startswith(f"slurm_qpu.vendors.{f}")}
             assert others == set(), f"{folder}/{path.name}: {sorted(others)}"
+
+
+REPO = SRC.parents[1]
+
+
+def test_the_product_package_imports_neither_the_emulator_nor_the_lab() -> None:
+    # they are distributions of their own that a compute node's venv does not hold; the
+    # one exception is the deprecated `slurm-qpu emulator` spelling, which runs the
+    # emulator where it is installed and says so where it is not
+    reaching = {}
+    for path in SRC.rglob("*.py"):
+        outside = {m for m in imported_modules(path)
+                   if m.split(".")[0] in ("slurm_qpu_emulator", "slurm_qpu_lab")}
+        if outside:
+            reaching[str(path.relative_to(SRC))] = outside
+    assert reaching == {"cli/__init__.py": {"slurm_qpu_emulator.cli",
+                                            "slurm_qpu_emulator.cli.main"}}
+
+
+def test_src_holds_only_the_product_and_the_product_build_takes_only_it() -> None:
+    import tomllib
+
+    assert sorted(p.name for p in (REPO / "src").iterdir()
+                  if p.is_dir() and not p.name.endswith(".egg-info")) == ["slurm_qpu"]
+    product = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert product["tool"]["setuptools"]["packages"]["find"]["include"] == [
+        "slurm_qpu", "slurm_qpu.*"]
+    assert "emulator" not in product["project"]["optional-dependencies"]
+
+
+def test_the_emulator_and_the_lab_are_versioned_with_the_product() -> None:
+    import tomllib
+
+    def project(path: Path) -> dict[str, object]:
+        meta: dict[str, object] = tomllib.loads(path.read_text())["project"]
+        return meta
+
+    version = project(REPO / "pyproject.toml")["version"]
+    for folder, package in (("emulator", "slurm_qpu_emulator"), ("lab", "slurm_qpu_lab")):
+        meta = project(REPO / folder / "pyproject.toml")
+        assert meta["version"] == version, folder
+        assert (REPO / folder / package / "__init__.py").is_file()
+        assert "slurm-qpu" in meta["dependencies"]  # type: ignore[operator]

@@ -79,13 +79,28 @@ def groff_warnings(path: Path) -> str:
 def test_every_sub_command_gets_a_page_and_a_line_in_the_main_page(
         pages: dict[str, str]) -> None:
     names = [c.path[0] for c in manpages.commands(build_parser())]
-    assert len(names) >= 10  # config, list, leases, ..., broker: the parser was walked
+    assert len(names) >= 9  # config, list, leases, ..., broker: the parser was walked
     assert sorted(pages) == sorted(["slurm-qpu.1", *(f"slurm-qpu-{n}.1" for n in names)])
     main_commands = tags(pages["slurm-qpu.1"], "COMMANDS")
     for name in names:
         assert name in main_commands
         assert f"slurm\\-qpu\\-{name.replace('-', chr(92) + '-')}\\fR(1)" in \
             pages["slurm-qpu.1"]
+
+
+def test_the_emulator_has_its_own_page_which_the_products_pages_do_not_name(
+        pages: dict[str, str]) -> None:
+    from slurm_qpu_emulator.cli import build_parser as emulator_parser
+
+    (name, page), = manpages.emulator_pages(when="").items()
+    assert name == "slurm-qpu-emulator.1"
+    assert '.SY "slurm\\-qpu\\-emulator"' in page  # its own command, not a sub-command
+    listed = tags(page)
+    for action in manpages.documented(emulator_parser()):
+        for option in action.option_strings:
+            assert any(option in tag.replace(",", " ").split() for tag in listed), option
+    assert "slurm-qpu-emulator.1" not in pages
+    assert "emulator" not in flat(pages["slurm-qpu.1"])
 
 
 def test_nested_sub_commands_are_sections_of_their_command_page(
@@ -156,7 +171,9 @@ def test_main_page_has_the_sections_and_files_of_the_packages(pages: dict[str, s
 
 
 def test_extras_name_only_existing_sub_commands() -> None:
-    assert set(manpages.EXTRAS) <= {c.path[0] for c in manpages.commands(build_parser())}
+    # and the emulator, a command of its own whose page is written apart
+    assert set(manpages.EXTRAS) <= {c.path[0] for c in manpages.commands(build_parser())} | {
+        "emulator"}
 
 
 def test_roff_escaping_of_leading_dots_backslashes_and_hyphens() -> None:
@@ -171,7 +188,7 @@ def test_roff_escaping_of_leading_dots_backslashes_and_hyphens() -> None:
 
 
 def test_generated_pages_have_no_groff_warnings(tmp_path: Path) -> None:
-    written = manpages.write(tmp_path)
+    written = manpages.write(tmp_path) + manpages.write(tmp_path, manpages.emulator_pages())
     assert len(written) >= 11
     for path in written:
         assert groff_warnings(path) == "", path.name
@@ -183,8 +200,9 @@ def test_the_generator_is_deterministic(tmp_path: Path) -> None:
         out = tmp_path / seed
         env = {**os.environ, "PYTHONHASHSEED": seed, "COLUMNS": columns}
         env.pop("SOURCE_DATE_EPOCH", None)
-        subprocess.run([sys.executable, str(Path(manpages.__file__)), "--out", str(out)],
-                       check=True, env=env, capture_output=True)
+        for emulator in ([], ["--emulator"]):
+            subprocess.run([sys.executable, str(Path(manpages.__file__)), "--out", str(out),
+                            *emulator], check=True, env=env, capture_output=True)
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) >= 11

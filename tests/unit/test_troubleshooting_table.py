@@ -3,7 +3,8 @@
 The messages are enumerated from the source tree, not from a list kept by hand, so a new
 message without a row in the table fails this test:
 
-* Python (``src/slurm_qpu/**/*.py``), with ``ast``:
+* Python (``src/slurm_qpu/**/*.py`` and the emulator's ``emulator/slurm_qpu_emulator/``),
+  with ``ast``:
   - ``raise X(...)`` (any exception but the programming errors AttributeError, KeyError,
     TypeError, IndexError, NotImplementedError, AssertionError), ``raise SystemExit(...)``;
   - calls of a method named ``error``, ``warning``, ``exception`` or ``critical``: the
@@ -25,8 +26,8 @@ message without a row in the table fails this test:
 * Lua (``src/slurm_qpu/data/job_submit.lua``): ``slurm.log_user``, ``slurm.log_info``,
   ``slurm.log_error`` and ``string.format`` format strings.
 
-Left out: ``src/slurm_qpu/lab/`` (the developers' test cluster, not something a site
-runs) and the emulator's modules that imitate a vendor's API answers (``ibm_runtime``,
+Left out: ``lab/slurm_qpu_lab/`` (the developers' test cluster, not something a site
+runs, and outside both trees) and the emulator's modules that imitate a vendor's API answers (``ibm_runtime``,
 ``ibm_system``, ``pasqal``, ``iam``, ``s3``, ``primitives``, ``tokens``): their messages
 are the vendor's words, which reach a user as ``<vendor message>`` and are covered by the
 vendor-message rows. The emulator's
@@ -58,11 +59,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "slurm_qpu"
+EMULATOR = REPO / "emulator" / "slurm_qpu_emulator"
 TABLE = REPO / "docs" / "troubleshooting.md"
 MIN_KEY = 12
 PLACEHOLDER = "\x00"
 
-SKIPPED_DIRS = {"lab", "__pycache__"}
+SKIPPED_DIRS = {"__pycache__"}
 EMULATED_VENDOR_APIS = {"ibm_runtime.py", "ibm_system.py", "pasqal.py", "iam.py", "s3.py",
                         "primitives.py", "tokens.py"}
 PROGRAMMING_ERRORS = {"AttributeError", "KeyError", "TypeError", "IndexError",
@@ -218,13 +220,13 @@ def lua_messages(path: Path) -> list[Message]:
 
 def source_files() -> list[Path]:
     files = []
-    for path in sorted(SRC.rglob("*.py")):
-        parts = set(path.relative_to(SRC).parts)
-        if parts & SKIPPED_DIRS:
-            continue
-        if path.parent.name == "emulator" and path.name in EMULATED_VENDOR_APIS:
-            continue
-        files.append(path)
+    for tree in (SRC, EMULATOR):
+        for path in sorted(tree.rglob("*.py")):
+            if set(path.relative_to(tree).parts) & SKIPPED_DIRS:
+                continue
+            if tree is EMULATOR and path.name in EMULATED_VENDOR_APIS:
+                continue
+            files.append(path)
     return files
 
 
@@ -264,7 +266,7 @@ def test_the_enumeration_finds_the_messages_of_every_component() -> None:
         "required field is missing",  # slurm-qpu config check
         "qpu: cannot start Python (home",  # the C shim
         ": the job's QPU licenses come with --qpu and stay (",  # job_submit.lua
-        "slurm-qpu emulator: cannot listen on",  # the emulator
+        "slurm-qpu-emulator: cannot listen on",  # the emulator
     ):
         assert expected in keys, expected
     assert len(messages) > 300

@@ -24,7 +24,6 @@ COMMANDS: dict[str, str] = {
     "jobs": "slurm_qpu.cli.jobs",
     "usage": "slurm_qpu.cli.usage",
     "run": "slurm_qpu.cli.run",
-    "emulator": "slurm_qpu.emulator.cli",
     "broker": "slurm_qpu.cli.broker",
 }
 
@@ -45,7 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def emulator_alias(argv: list[str]) -> int:
+    """``slurm-qpu emulator ARGS``, as 0.1 spelled it: the emulator is its own command now
+    (``slurm-qpu-emulator``, package slurm-qpu-emulator), and this spelling goes in 0.3."""
+    try:
+        from slurm_qpu_emulator.cli import main as emulator_main
+    except ImportError:
+        print("slurm-qpu: the emulator is its own command now, slurm-qpu-emulator, in its "
+              "own package (apt install slurm-qpu-emulator, or pip install ./emulator from "
+              "the source tree)", file=sys.stderr)
+        return 2
+    print("slurm-qpu: 'slurm-qpu emulator' is deprecated and goes in 0.3; "
+          "run 'slurm-qpu-emulator'", file=sys.stderr)
+    return emulator_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:  # not in --help: the product does not offer it
+        return emulator_alias(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -55,8 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(func(args))
     except BrokenPipeError:
-        # `slurm-qpu ... | head`: the reader left; say nothing more (a traceback is noise)
-        # and keep Python's exit-time flush of stdout from failing again
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return closed_pipe()
+
+
+def closed_pipe() -> int:
+    """The exit status of a command whose reader left (``slurm-qpu ... | head``): say
+    nothing more (a traceback is noise) and keep Python's exit-time flush of stdout from
+    failing again. The emulator's command ends the same way."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141

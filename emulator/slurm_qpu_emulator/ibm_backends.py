@@ -19,7 +19,8 @@ class EmulatorDependencyMissing(RuntimeError):
     """The emulator's optional dependencies are not installed."""
 
 
-HINT = "install the emulator's extras: pip install 'slurm-qpu[emulator]'"
+HINT = ("install the emulator with its dependencies: apt install slurm-qpu-emulator, or "
+        "pip install ./emulator in slurm-qpu's source tree")
 
 
 @dataclass(frozen=True)

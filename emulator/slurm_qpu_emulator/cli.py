@@ -1,4 +1,10 @@
-"""``slurm-qpu emulator``: serve the emulated vendor APIs until stopped."""
+"""``slurm-qpu-emulator``: serve the emulated vendor APIs until stopped.
+
+Its own command (and ``python -m slurm_qpu_emulator``), from its own distribution: the
+plugin's ``slurm-qpu`` on a compute node knows nothing of it. ``slurm-qpu emulator``, the
+spelling of 0.1, still runs it for one release (with a deprecation warning) where this
+package is installed beside slurm-qpu.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +29,14 @@ Faults can also be injected while running, with HTTP on the same port:
   GET    /_emulator/requests     the request log"""
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("emulator", help="serve emulated vendor QPU APIs (tests, demos, labs)",
-                       description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+PROG = "slurm-qpu-emulator"
+SUMMARY = "serve emulated vendor QPU APIs (tests, demos, labs)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"{PROG} {version()}")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=int, default=8290, help="port (default %(default)s; 0 = any)")
     p.add_argument("--public-url", metavar="URL",
@@ -45,11 +55,21 @@ def add_parser(sub: Any) -> None:
                    help="write a qrmi_config.json for every emulated QPU, then serve")
     p.add_argument("--print-config", action="store_true",
                    help="print that qrmi_config.json and exit")
-    p.set_defaults(func=main)
+    return p
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("slurm-qpu-emulator")
+    except PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _fault(spec: str) -> Any:
-    from slurm_qpu.emulator import Fault
+    from slurm_qpu_emulator import Fault
 
     path, sep, rest = spec.rpartition("=")
     status, _, count = rest.partition("x")
@@ -59,15 +79,25 @@ def _fault(spec: str) -> Any:
     return Fault(path=path, status=int(status), count=int(count) if count else None)
 
 
-def main(args: argparse.Namespace) -> int:
-    from slurm_qpu.emulator import Emulator, EmulatorConfig, Fault
-    from slurm_qpu.emulator.ibm_backends import EmulatorDependencyMissing
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return serve(args)
+    except BrokenPipeError:
+        from slurm_qpu.cli import closed_pipe
+
+        return closed_pipe()
+
+
+def serve(args: argparse.Namespace) -> int:
+    from slurm_qpu_emulator import Emulator, EmulatorConfig, Fault
+    from slurm_qpu_emulator.ibm_backends import EmulatorDependencyMissing
 
     try:
         faults = [_fault(spec) for spec in args.fail]
         emulator = Emulator(EmulatorConfig(job_seconds=args.job_seconds))
     except (ValueError, EmulatorDependencyMissing) as exc:
-        print(f"slurm-qpu emulator: {exc}", file=sys.stderr)
+        print(f"slurm-qpu-emulator: {exc}", file=sys.stderr)
         return 2
     public = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
     config = emulator.qrmi_config(public)
@@ -77,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     for qpu in args.maintenance:
         if not emulator.set_maintenance(qpu):
             names = [r["name"] for r in config["resources"]]
-            print(f"slurm-qpu emulator: --maintenance {qpu}: no such QPU; emulated QPUs: "
+            print(f"slurm-qpu-emulator: --maintenance {qpu}: no such QPU; emulated QPUs: "
                   f"{', '.join(names)}", file=sys.stderr)
             return 2
     if args.latency > 0:
@@ -89,15 +119,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         url = emulator.start(args.host, args.port)
     except OSError as exc:
-        print(f"slurm-qpu emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+        print(f"slurm-qpu-emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
     offered = ", ".join(f"{r['name']} ({r['type']})" for r in config["resources"])
-    print(f"slurm-qpu emulator serving at {url}; QPUs: {offered}", flush=True)
+    print(f"slurm-qpu-emulator serving at {url}; QPUs: {offered}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     emulator.stop()
-    print("slurm-qpu emulator stopped", flush=True)
+    print("slurm-qpu-emulator stopped", flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""``slurm-qpu emulator``: one local server that speaks the vendors' real APIs.
+"""``slurm-qpu-emulator``: one local server that speaks the vendors' real APIs.
 
 It serves IBM Cloud IAM (``/identity/token``), the IBM Quantum Compute (Qiskit Runtime) API
 (``/api/v1`` and ``/experimental/api/v1``), the IBM Quantum System API
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import qiskit_ready
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import (
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import qiskit_ready
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import (
     Fault,
     HttpError,
     LoggedRequest,
@@ -30,10 +30,10 @@ __all__ = ["Emulator", "EmulatorConfig", "Fault"]
 
 def _services(config: EmulatorConfig, issuer: TokenIssuer) -> list[Service]:
     # imported here: each vendor module pulls in its own (optional) dependencies lazily
-    from slurm_qpu.emulator.iam import IamService
-    from slurm_qpu.emulator.ibm_runtime import ibm_runtime_services
-    from slurm_qpu.emulator.ibm_system import ibm_system_services
-    from slurm_qpu.emulator.pasqal import pasqal_services
+    from slurm_qpu_emulator.iam import IamService
+    from slurm_qpu_emulator.ibm_runtime import ibm_runtime_services
+    from slurm_qpu_emulator.ibm_system import ibm_system_services
+    from slurm_qpu_emulator.pasqal import pasqal_services
 
     return [IamService(config, issuer), *ibm_runtime_services(config, issuer),
             *ibm_system_services(config, issuer), *pasqal_services(config, issuer)]

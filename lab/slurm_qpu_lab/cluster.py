@@ -255,7 +255,7 @@ class Lab:
             _run(["useradd", "--create-home", "--shell", "/bin/bash", self.user])
 
     def example_resources(self) -> list[dict[str, Any]]:
-        base = (self.source or Path(__file__).resolve().parents[3]) / "qrmi_config.example.json"
+        base = (self.source or Path(__file__).resolve().parents[2]) / "qrmi_config.example.json"
         resources: list[dict[str, Any]] = json.loads(base.read_text())["resources"]
         return resources
 
@@ -264,7 +264,7 @@ class Lab:
         if not self.emulator:
             return []
         if self._emulated is None:
-            out = _run([str(self.prefix / "bin" / "slurm-qpu"), "emulator", "--print-config",
+            out = _run([str(self.prefix / "bin" / "slurm-qpu-emulator"), "--print-config",
                         "--public-url", self.emulator_url]).stdout
             self._emulated = json.loads(out)["resources"]
         copy: list[dict[str, Any]] = json.loads(json.dumps(self._emulated))
@@ -277,15 +277,17 @@ class Lab:
             with socket.create_connection((host, int(port)), timeout=1):
                 pass
 
-        self._spawn("emulator", "the QPU emulator", ["emulator", "--host", host, "--port", port],
+        self._spawn("emulator", "the QPU emulator",
+                    ["slurm-qpu-emulator", "--host", host, "--port", port],
                     listens, timeout=60)
 
     def _spawn(self, name: str, what: str, args: list[str], ready: Callable[[], None],
                timeout: float, env: dict[str, str] | None = None) -> None:
-        """Run ``slurm-qpu ARGS`` in the background (log/<name>.log, run/<name>.pid) and
-        wait until ``ready()`` stops raising OSError."""
+        """Run ``ARGS`` (a command the install put in the prefix's bin/, and its arguments)
+        in the background (log/<name>.log, run/<name>.pid) and wait until ``ready()`` stops
+        raising OSError."""
         log = self.log(f"{name}.log").open("ab")
-        proc = subprocess.Popen([str(self.prefix / "bin" / "slurm-qpu"), *args], stdout=log,
+        proc = subprocess.Popen([str(self.prefix / "bin" / args[0]), *args[1:]], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         (self.root / "run" / f"{name}.pid").write_text(f"{proc.pid}\n")
@@ -356,7 +358,8 @@ class Lab:
                 pass
 
         self._spawn("broker", "the broker",
-                    ["broker", "--config", str(self.qrmi_config), "--host", host, "--port", port,
+                    ["slurm-qpu", "broker", "--config", str(self.qrmi_config), "--host", host,
+                     "--port", port,
                      "--public-url", self.broker_url, "--journal", str(self.broker_journal),
                      "--audit-log", str(self.log("broker-audit.log")), "--reap-interval", "2",
                      "--log-level", "debug", *args],

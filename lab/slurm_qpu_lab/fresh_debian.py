@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slurm_qpu.lab.docker_cluster import DockerCluster, Result, import_debootstrap
+from slurm_qpu_lab.docker_cluster import DockerCluster, Result, import_debootstrap
 
 if TYPE_CHECKING:
     from docker.models.containers import Container

@@ -27,8 +27,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import HINT, Backend, EmulatorDependencyMissing
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import HINT, Backend, EmulatorDependencyMissing
 
 PROGRAMS = ("sampler", "estimator")
 DEFAULT_SHOTS = 4096  # the service's default when neither pub nor options give shots

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from slurm_qpu.emulator.config import EmulatorConfig
+from slurm_qpu_emulator.config import EmulatorConfig
 
 DEFAULTS = EmulatorConfig()
 

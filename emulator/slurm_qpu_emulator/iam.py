@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Request, Response, Service
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Request, Response, Service
 
 GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
 

@@ -54,8 +54,8 @@ from email.utils import formatdate
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.web import Request, Response, Service
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.web import Request, Response, Service
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED = "UNSIGNED-PAYLOAD"

@@ -51,10 +51,10 @@ from functools import cache
 from http import HTTPStatus
 from typing import Any
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import HINT, EmulatorDependencyMissing
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import HttpError, Request, Response, Service, bearer
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import HINT, EmulatorDependencyMissing
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import HttpError, Request, Response, Service, bearer
 
 PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"
 AUDIENCE = "https://apis.pasqal.cloud/account/api/v1"

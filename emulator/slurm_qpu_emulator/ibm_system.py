@@ -18,7 +18,7 @@ shape ``{"status_code","title","trace","correlation_id","errors":[{"code","messa
 Jobs: statuses are ``Running``, ``Completed``, ``Failed``, ``Cancelled`` (no ``Queued``). A
 job is ``Running`` from its creation; a worker thread GETs the input through the job's
 presigned URL (answered in-process by the S3 service when the URL names this server, else over
-HTTP), runs the primitive (slurm_qpu.emulator.primitives), stays ``Running`` until
+HTTP), runs the primitive (slurm_qpu_emulator.primitives), stays ``Running`` until
 config.job_seconds after creation, then PUTs the results and logs to their presigned URLs and
 ends ``Completed``; or ``Failed`` with ``reason_code``/``reason_message``/``reason_solution``
 (1517: unreadable input or rejected program input, 1305: ran longer than ``timeout_secs``,
@@ -46,11 +46,11 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import Backend, load_backend, pin_qiskit, qiskit_ready
-from slurm_qpu.emulator.s3 import S3Service
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import Handler, HttpError, Request, Response, Service, bearer
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import Backend, load_backend, pin_qiskit, qiskit_ready
+from slurm_qpu_emulator.s3 import S3Service
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import Handler, HttpError, Request, Response, Service, bearer
 
 API_VERSION = "2025-08-01"
 MORE_INFO = "https://cloud.ibm.com/apidocs/quantum-computing#error-handling"
@@ -346,7 +346,7 @@ class QuantumSystemService(Service):
         self._finish(job, "Completed", None)
 
     def _execute(self, job: QsJob, backend: Backend) -> tuple[str, str, float]:
-        from slurm_qpu.emulator.primitives import PrimitiveError, run_primitive
+        from slurm_qpu_emulator.primitives import PrimitiveError, run_primitive
 
         qiskit_ready()
         raw = self._transfer(job, "input", "GET")

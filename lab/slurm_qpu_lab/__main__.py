@@ -1,4 +1,4 @@
-"""python -m slurm_qpu.lab up|down|demo [--lab DIR] [--source DIR] [--nodes N]"""
+"""python -m slurm_qpu_lab up|down|demo [--lab DIR] [--source DIR] [--nodes N]"""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from slurm_qpu.lab.cluster import Lab, LabError
-from slurm_qpu.lab.docker_cluster import NODES, ClusterError, DockerCluster
+from slurm_qpu_lab.cluster import Lab, LabError
+from slurm_qpu_lab.docker_cluster import NODES, ClusterError, DockerCluster
 
-DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo-job.sh"
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo-job.sh"
 
 
 def vendor_view(job_requests: list[dict[str, Any]]) -> list[str]:
@@ -118,7 +118,7 @@ def docker_main(action: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slurm_qpu.lab",
+    parser = argparse.ArgumentParser(prog="python -m slurm_qpu_lab",
                                      description="A real Slurm cluster on this machine with "
                                                  "slurm-qpu installed (root).")
     parser.add_argument("action", choices=["up", "down", "demo", "cluster-up", "cluster-down"],

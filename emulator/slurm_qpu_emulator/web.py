@@ -301,7 +301,7 @@ class _HTTPServer(ThreadingHTTPServer):
         would print a traceback for it); anything else goes to the log."""
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
-        logging.getLogger("slurm_qpu.emulator").exception(
+        logging.getLogger("slurm_qpu_emulator").exception(
             "error answering %s", client_address)
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from slurm_qpu.lab.cluster import bridge_name, forward_on_bridge
+from slurm_qpu_lab.cluster import bridge_name, forward_on_bridge
 
 CACHE = Path(os.environ.get("SLURM_QPU_CHROOT_CACHE", "/var/cache/slurm-qpu"))
 PACKAGES = ("slurmctld,slurmd,slurm-client,munge,libslurm-dev,gcc,libc6-dev,make,python3-dev,"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     suite = args[0] if args else "trixie"
     log = Path(args[1]) if len(args) > 1 else Path(f"/tmp/slurm-qpu-chroot-{suite}.log")
-    rc = run_tier(suite, Path(__file__).resolve().parents[3], log)
+    rc = run_tier(suite, Path(__file__).resolve().parents[2], log)
     print(f"{suite}: make test-slurm exited {rc}; log: {log}")
     return rc
 

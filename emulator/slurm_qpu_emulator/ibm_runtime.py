@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from slurm_qpu.emulator.config import EmulatorConfig
-from slurm_qpu.emulator.ibm_backends import Backend, load_backend
-from slurm_qpu.emulator.primitives import PrimitiveError, run_primitive
-from slurm_qpu.emulator.tokens import TokenIssuer
-from slurm_qpu.emulator.web import HttpError, Request, Response, Service, bearer
+from slurm_qpu_emulator.config import EmulatorConfig
+from slurm_qpu_emulator.ibm_backends import Backend, load_backend
+from slurm_qpu_emulator.primitives import PrimitiveError, run_primitive
+from slurm_qpu_emulator.tokens import TokenIssuer
+from slurm_qpu_emulator.web import HttpError, Request, Response, Service, bearer
 
 MORE_INFO = "https://cloud.ibm.com/apidocs/quantum-computing#error-handling"
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",

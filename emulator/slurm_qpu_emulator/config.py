@@ -1,7 +1,7 @@
 """What the emulator offers and the credentials it accepts.
 
 Defaults are fixed, documented values so a lab's qrmi_config.json can be written without
-talking to the emulator; ``slurm-qpu emulator --print-config`` prints one.
+talking to the emulator; ``slurm-qpu-emulator --print-config`` prints one.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     controller   slurmctld + slurmdbd
     c1 c2        compute nodes, partition ``normal``
     q1           the compute node beside the QPUs, partition ``quantum`` (qpu GRES)
-    emulator     ``slurm-qpu emulator``: the vendors' clouds
+    emulator     ``slurm-qpu-emulator``: the vendors' clouds
     broker       ``slurm-qpu broker``: the only holder of the QPU credentials
     login        where users run sbatch/salloc/srun
 
@@ -14,7 +14,7 @@ holds every Debian package the cluster needs; one image on top adds slurm-qpu fr
 built on the host. Both are cached: the base by its package list, the rest by docker's own
 layer cache. Configuration is in ``docker/`` as an admin would write it.
 
-``python -m slurm_qpu.lab cluster-up|cluster-down`` (``make cluster-up``) drive it by hand.
+``python -m slurm_qpu_lab cluster-up|cluster-down`` (``make cluster-up``) drive it by hand.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slurm_qpu.lab.chroot import CACHE, debian_mirror
+from slurm_qpu_lab.chroot import CACHE, debian_mirror
 
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("SLURM_QPU_CLUSTER", "/tmp/slurm-qpu-cluster"))
 NETWORK = "slurm-qpu"
 IMAGE = "slurm-qpu-node:latest"
@@ -51,7 +51,7 @@ BASE_PACKAGES = (
     "openmpi-bin", "python3-mpi4py", "python3", "python3-venv", "libpython3.11", "tini",
     "procps", "iproute2", "ca-certificates", "passwd", "hostname", "netbase", "less",
 )
-EXTRAS = "ibm,pasqal,emulator,qrmi"
+EXTRAS = "ibm,pasqal,qrmi"  # the emulator is its own distribution (emulator/)
 USERS = {"alice": 2001, "bob": 2002}
 # Each QPU's "slurm" policy in the cluster's qrmi_config.json: ibm_manila serves up to four
 # jobs at once from anywhere, ibm_kawasaki one job and only the quantum partition,
@@ -204,20 +204,22 @@ class DockerCluster:
 
     def _dependency_wheels(self) -> Path:
         """Third-party wheels for every extra, built once per pyproject dependency set."""
-        pyproject = (self.source / "pyproject.toml").read_text()
-        key = hashlib.sha256(pyproject.split("[project.scripts]")[0].encode()).hexdigest()
+        projects = [(self.source / "pyproject.toml").read_text(),
+                    (self.source / "emulator" / "pyproject.toml").read_text()]
+        key = hashlib.sha256("".join(p.split("[project.scripts]")[0]
+                                     for p in projects).encode()).hexdigest()
         out = CACHE / f"wheels-{key[:12]}"
         if (out / ".complete").exists():
             return out
-        self.say(f"building the dependency wheels ({EXTRAS}) into {out}")
+        self.say(f"building the dependency wheels ({EXTRAS}, the emulator's) into {out}")
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         proc = subprocess.run([self._pip(), "-m", "pip", "wheel", "-q", "-w", str(partial),
-                               f"{self.source}[{EXTRAS}]"], capture_output=True, text=True,
-                              check=False)
+                               f"{self.source}[{EXTRAS}]", str(self.source / "emulator")],
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ClusterError("pip wheel failed:\n" + (proc.stdout + proc.stderr)[-3000:])
-        for own in partial.glob("slurm_qpu-*.whl"):
+        for own in [*partial.glob("slurm_qpu-*.whl"), *partial.glob("slurm_qpu_emulator-*.whl")]:
             own.unlink()
         (partial / ".complete").touch()
         shutil.rmtree(out, ignore_errors=True)
@@ -232,8 +234,8 @@ class DockerCluster:
         shutil.copytree(self._dependency_wheels(), ctx / "wheels" / "deps")
         own = ctx / "wheels" / "own"
         proc = subprocess.run([self._pip(), "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                               str(own), str(self.source)], capture_output=True, text=True,
-                              check=False)
+                               str(own), str(self.source), str(self.source / "emulator")],
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ClusterError("pip wheel of slurm-qpu failed:\n" + proc.stdout + proc.stderr)
         shims = [self.source / "shim" / name
@@ -278,11 +280,11 @@ class DockerCluster:
         """The emulator's QPUs as the broker reaches them (``http://emulator:8290``)."""
         if self._qpu_config is not None:
             return self._qpu_config
-        proc = subprocess.run([self._pip(), "-m", "slurm_qpu", "emulator", "--print-config",
+        proc = subprocess.run([self._pip(), "-m", "slurm_qpu_emulator", "--print-config",
                                "--public-url", f"http://emulator:{EMULATOR_PORT}"],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise ClusterError("slurm-qpu emulator --print-config failed:\n" + proc.stderr)
+            raise ClusterError("slurm-qpu-emulator --print-config failed:\n" + proc.stderr)
         config: dict[str, Any] = json.loads(proc.stdout)
         for resource in config["resources"]:
             if resource["name"] in POLICY:
