@@ -114,6 +114,8 @@ class Lab:
     # broker mode: `slurm-qpu broker` holds the credentials, the plugin asks it
     broker: bool = False
     _broker_args: tuple[str, ...] = field(default=(), init=False, repr=False)
+    # broker URLs the plugstack line names before the lab's own broker (failover tests)
+    brokers_before: tuple[str, ...] = field(default=(), init=False, repr=False)
     _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -328,7 +330,8 @@ class Lab:
         return (f"required {self.prefix}/lib/slurm/spank_qpu.so {self.qrmi_config} "
                 f"venv={self.prefix}/lib/slurm-qpu/venv state_dir={self.root}/nodes/%n "
                 f"log_level=debug pytrace={self.pytrace} peer_timeout=30"
-                + (f" broker={self.broker_url} broker_timeout=20" if self.broker else ""))
+                + (f" broker={','.join((*self.brokers_before, self.broker_url))} "
+                   "broker_timeout=20" if self.broker else ""))
 
     def write_plugstack(self) -> None:
         """plugstack.conf for the current mode (each job's prolog and steps read it anew)."""

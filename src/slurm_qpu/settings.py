@@ -1,7 +1,7 @@
 """Plugin settings from the plugstack.conf line.
 
     required spank_qpu.so [CONFIG] [config=PATH] [names=PATH] [state_dir=DIR] [log_level=LEVEL]
-                          [peer_timeout=SECONDS] [scontrol=PATH] [broker=URL]
+                          [peer_timeout=SECONDS] [scontrol=PATH] [broker=URL[,URL...]]
                           [broker_timeout=SECONDS] [log_json=PATH] [profile=DIR]
                           [--env:NAME=VALUE ...]
 
@@ -26,6 +26,11 @@ CATALOG_NAME = "qpu_names.json"
 SHIM_KEYS = {"venv", "pyhome", "pythonpath", "pytrace", "module"}
 # logging's numeric levels, spelled out: importing logging costs every sbatch --qpu ~2 ms
 LOG_LEVELS = {"error": 40, "warning": 30, "info": 20, "verbose": 15, "debug": 10}
+
+
+def broker_urls(value: str) -> list[str]:
+    """The brokers a ``broker=`` value names: one URL, or several separated by commas."""
+    return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
 
 
 def short_hostname() -> str:
@@ -120,10 +125,14 @@ def parse_args(args: list[str]) -> PluginSettings:
                                     "expected a positive number of seconds")
             values[key] = seconds
         elif key == "broker":
-            if not value.startswith(("http://", "https://")):
+            # one URL, or several (brokers sharing one journal) tried in turn
+            urls = broker_urls(value)
+            wrong = [u for u in urls if not u.startswith(("http://", "https://"))]
+            if wrong or not urls:
                 raise SettingsError(f"plugstack argument broker={value}: expected the "
-                                    "broker's URL, e.g. broker=http://slurmctl:8291")
-            values["broker"] = value.rstrip("/")
+                                    "broker's URL, e.g. broker=http://slurmctl:8291, or "
+                                    "several separated by commas (no spaces)")
+            values["broker"] = ",".join(urls)
         else:
             warnings.append(f"ignoring unknown plugstack argument {arg!r}")
     return PluginSettings(extra_env=extra_env, warnings=tuple(warnings), **values)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -262,3 +263,28 @@ def test_direct_mode_warns_at_slurmd_start_up_that_it_exposes_secrets(lab: LabFi
     text = lab.log("slurmd-node1.log").read_text(errors="replace")
     assert ("qpu: warning: direct mode (no broker= in plugstack.conf): the QPU credentials "
             "in the config reach the environment of every task of a --qpu job") in text
+
+
+def test_a_broker_list_whose_first_broker_is_down_runs_the_job_through_the_next_one(
+        blab: LabFixture, admin: EmulatorAdmin) -> None:
+    # broker=DEAD,LIVE on the plugstack line: every node's prolog and epilog pass over the
+    # broker that refuses connections, within one broker_timeout
+    host = blab.broker_url.removeprefix("http://").split(":")[0]
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind((host, 0))
+        dead = f"http://{host}:{probe.getsockname()[1]}"
+    seen = len(admin.requests())
+    blab.brokers_before = (dead,)
+    blab.write_plugstack()
+    try:
+        run = blab.run_job(f"--qpu={QPU}", "-N2", "--ntasks-per-node=1", script=SAMPLER,
+                           timeout=300)
+    finally:
+        blab.brokers_before = ()
+        blab.write_plugstack()
+    assert run.state == "COMPLETED", run.output
+    assert sum(json.loads(marker(run.output, "RESULT"))["counts"].values()) == 400
+    assert len(vendor_sessions_opened(admin, seen)) == 1  # one session, one lease
+    assert journal(blab, "SELECT state FROM leases WHERE job_id=?", run.job_id) == [
+        ("released",)]
+    assert blab.undrained()

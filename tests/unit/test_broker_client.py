@@ -450,3 +450,112 @@ def test_the_plugins_broker_timeout_is_the_clients_deadline(
             client.acquire(5, qpus="a", user="alice", uid=1000)
     finally:
         server.close()
+
+
+# ----------------------------------------------------------- several brokers (broker=A,B)
+SECOND = "http://broker2.test:8291"
+
+
+def by_host(answers: dict[str, Handler | Exception]) -> Callable[[httpx.Request], httpx.Response]:
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = answers[str(request.url.host)]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(request)
+    return handle
+
+
+def two_brokers(first: Handler | Exception, second: Handler | Exception,
+                node: Node) -> BrokerClient:
+    node.answers = [by_host({"broker.test": first, "broker2.test": second})]
+    client = node.client()
+    client.url = f"{URL},{SECOND}"
+    return client
+
+
+def test_a_broker_that_is_down_is_followed_at_once_by_the_next_one() -> None:
+    node = Node([])
+    client = two_brokers(DOWN, ok({"state": "acquired"}), node)
+    assert client.acquire(5, qpus="a", user="alice", uid=1000) == {"state": "acquired"}
+    assert [r.url.host for r in node.seen] == ["broker.test", "broker2.test"]
+    assert node.sleeps == []  # no pause before the second broker
+    assert len(node.payloads) == 2  # a credential for each attempt
+    # the broker that answered is asked first next time
+    assert client.release(5) == {"state": "acquired"}
+    assert [r.url.host for r in node.seen][2:] == ["broker2.test"]
+
+
+def test_a_broker_answering_503_is_followed_by_the_next_one() -> None:
+    node = Node([])
+    client = two_brokers(status(503), ok([]), node)
+    assert client.leases() == []
+    assert [r.url.host for r in node.seen] == ["broker.test", "broker2.test"]
+
+
+def test_a_refusal_from_the_first_broker_is_final_and_the_second_is_not_asked() -> None:
+    node = Node([])
+    client = two_brokers(status(403, json={"message": "uid 1000 may not manage leases"}),
+                         ok([]), node)
+    with pytest.raises(BrokerError, match="uid 1000 may not manage leases"):
+        client.leases()
+    assert [r.url.host for r in node.seen] == ["broker.test"]
+
+
+def test_with_no_broker_answering_a_pause_comes_after_each_round_and_the_error_names_each(
+) -> None:
+    node = Node([], deadline=4.0)
+    client = two_brokers(DOWN, status(502), node)
+    with pytest.raises(BrokerError) as raised:
+        client.release(5)
+    assert str(raised.value) == (
+        f"no slurm-qpu broker answers ({URL}: ConnectError: [Errno 111] Connection refused; "
+        f"{SECOND}: HTTP 502) after 4 s; is one running (systemctl status slurm-qpu-broker on "
+        "each)?")
+    assert node.sleeps == [0.5, 1.0, 2.0]  # between rounds, never between brokers
+    assert [r.url.host for r in node.seen] == ["broker.test", "broker2.test"] * 4
+
+
+def test_a_broker_that_swallows_connections_leaves_the_next_one_its_share_of_the_deadline(
+) -> None:
+    import http.server
+    import threading
+    import time
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_DELETE(self) -> None:
+            data = json.dumps({"state": "released"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    silent = Stalling()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = BrokerClient(f"{silent.url},http://127.0.0.1:{server.server_address[1]}",
+                              deadline=2.0, encode=lambda payload: "CRED")
+        started = time.monotonic()
+        assert client.release(5) == {"state": "released"}
+        # the silent one had half of the deadline, not all of it: one deadline, two brokers
+        assert time.monotonic() - started < 1.9
+        assert silent.connections == 1
+    finally:
+        server.shutdown()
+        silent.close()
+
+
+def test_the_plugin_takes_several_brokers_and_refuses_a_list_with_a_wrong_url() -> None:
+    from slurm_qpu.settings import SettingsError, parse_args
+    from slurm_qpu.spank.jobscript import _broker
+
+    settings = parse_args([f"broker={URL}/,{SECOND}"])
+    assert _broker(settings).urls == [URL, SECOND]
+    with pytest.raises(SettingsError, match=r"broker=http://a:1,b:2: expected the broker's "
+                                            r"URL.*or several separated by commas"):
+        parse_args(["broker=http://a:1,b:2"])

@@ -149,7 +149,8 @@ def test_broker_argument_selects_broker_mode() -> None:
 
 def test_broker_argument_must_be_a_url() -> None:
     with pytest.raises(SettingsError, match=r"^plugstack argument broker=ctl:8291: expected "
-                                            r"the broker's URL, e.g. broker=http://slurmctl:8291$"):
+                                            r"the broker's URL, e.g. broker=http://slurmctl:8291, "
+                                            r"or several separated by commas \(no spaces\)$"):
         parse_args(["broker=ctl:8291"])
 
 

@@ -27,8 +27,9 @@ message without a row in the table fails this test:
   ``slurm.log_error`` and ``string.format`` format strings.
 
 Left out: ``lab/slurm_qpu_lab/`` (the developers' test cluster, not something a site
-runs, and outside both trees) and the emulator's modules that imitate a vendor's API answers (``ibm_runtime``,
-``ibm_system``, ``pasqal``, ``iam``, ``s3``, ``primitives``, ``tokens``): their messages
+runs, and outside both trees) and the emulator's modules that imitate a vendor's API
+answers (``ibm_runtime``, ``ibm_system``, ``pasqal``, ``iam``, ``s3``, ``primitives``,
+``tokens``): their messages
 are the vendor's words, which reach a user as ``<vendor message>`` and are covered by the
 vendor-message rows. The emulator's
 command line and its ``/_emulator`` control API are in.

@@ -7,6 +7,16 @@ the whole call, however the broker behaves: every connect, send and receive wait
 what is left of it (broker/bounded.py), as does the MUNGE credential, no attempt starts
 without time left, and no pause between attempts runs past it.
 
+``url`` may name several brokers, comma-separated (``broker=URL1,URL2`` in plugstack.conf):
+a broker that does not answer, or answers 502/503/504, is followed at once by the next,
+and only after a whole round without an answer does the client pause. One deadline covers
+every try of every broker; an attempt at one of several gets at most its share of what is
+left (the rest of the round's brokers get theirs), so a broker that swallows connections
+cannot take the whole deadline from the others. The broker that answered is asked first
+by the next call of the same client. Several URLs are for brokers that share one journal
+(or one broker that may run on either host): a lease asked of one must be the lease the
+other knows.
+
 Requests go through the standard library's http.client: every prolog and epilog is a new
 Python, and importing httpx and building its TLS context cost each of them ~80 ms (see
 BENCHMARKS.md). Tests inject an httpx transport (``transport=httpx.MockTransport(...)``);
@@ -23,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slurm_qpu import munge
+from slurm_qpu.settings import broker_urls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,7 +66,7 @@ def munge_payload(method: str, path: str, body: bytes) -> bytes:
 
 @dataclass
 class BrokerClient:
-    url: str
+    url: str  # one broker's base URL, or several separated by commas, tried in turn
     deadline: float = 60.0  # seconds for a whole call, its retries included
     timeout: float = 30.0  # seconds for one attempt (within what is left of the deadline)
     transport: httpx.BaseTransport | None = None  # tests: answer without a network
@@ -65,23 +76,28 @@ class BrokerClient:
     clock: Callable[[], float] = time.monotonic
     _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
     _tls: ssl.SSLContext | None = field(default=None, repr=False)
+    _at: int = field(default=0, repr=False)  # the broker asked first: the last that answered
+
+    @property
+    def urls(self) -> list[str]:
+        return broker_urls(self.url)
 
     def _credential(self, payload: bytes, left: float) -> str:
         if self.encode is None:
             return munge.encode(payload, timeout=left)
         return self.encode(payload)
 
-    def _send(self, method: str, path: str, body: bytes, headers: dict[str, str],
+    def _send(self, base: str, method: str, path: str, body: bytes, headers: dict[str, str],
               until: float) -> tuple[int, bytes]:
-        """One request, over by ``until`` (on ``clock``); _NoAnswer when it got no HTTP
-        answer in that time."""
+        """One request to the broker at ``base``, over by ``until`` (on ``clock``);
+        _NoAnswer when it got no HTTP answer in that time."""
         def left() -> float:
             return until - self.clock()
 
         if self.transport is not None:
             import httpx
 
-            with httpx.Client(base_url=self.url.rstrip("/"), transport=self.transport,
+            with httpx.Client(base_url=base, transport=self.transport,
                               timeout=max(left(), 0.001)) as c:
                 try:
                     r = c.request(method, path, content=body, headers=headers)
@@ -92,8 +108,11 @@ class BrokerClient:
 
         from slurm_qpu.broker import bounded
 
-        url = urlsplit(self.url)
+        url = urlsplit(base)
         https = url.scheme == "https"
+        if self._conn is not None and (self._conn.host, self._conn.port) != (
+                url.hostname, url.port or (443 if https else 80)):
+            self.close()  # another broker than the last attempt's
         if self._conn is None:
             if https:
                 import ssl
@@ -126,11 +145,15 @@ class BrokerClient:
             self._conn = None
 
     def call(self, method: str, path: str, payload: Any = None) -> Any:
-        """One request, retried while the broker is down or 502/503/504, all within
-        ``deadline``: each attempt gets at most ``timeout`` of what is left."""
+        """One request, retried while no broker answers or they answer 502/503/504, all
+        within ``deadline``: each attempt gets at most ``timeout`` of what is left, and
+        with several brokers at most its share of it."""
         body = b"" if payload is None else json.dumps(payload).encode()
+        urls = self.urls or [self.url]
         end = self.clock() + self.deadline
-        pause, last = 0.5, "no attempt made"
+        pause = 0.5
+        last: dict[str, str] = {}  # broker -> why its last attempt got no answer
+        tried = 0  # attempts in this round (a round asks every broker once)
         while (left := end - self.clock()) > 0:
             try:
                 credential = self._credential(munge_payload(method, path, body), left)
@@ -140,24 +163,36 @@ class BrokerClient:
             now = self.clock()
             if now >= end:  # the credential took what was left
                 break
+            base = urls[self._at % len(urls)]
+            share = (end - now) / (len(urls) - tried)  # the round's last gets all that is left
             try:
                 status, content = self._send(
-                    method, path, body, {"Authorization": f"MUNGE {credential}",
-                                         "Content-Type": "application/json"},
-                    min(end, now + self.timeout))
+                    base, method, path, body, {"Authorization": f"MUNGE {credential}",
+                                               "Content-Type": "application/json"},
+                    min(end, now + self.timeout, now + share))
             except _NoAnswer as exc:
-                last = str(exc)
+                last[base] = str(exc)
             else:
                 if status not in RETRY_STATUSES:
                     return self._answer(method, path, status, content)
-                last = f"HTTP {status}"
+                last[base] = f"HTTP {status}"
+            self._at = (self._at + 1) % len(urls)
+            tried += 1
+            if tried < len(urls):
+                continue  # the next broker, at once
+            tried = 0
             if self.clock() + pause > end:
                 break
             self.sleep(pause)
             pause = min(pause * 2, 5.0)
-        raise BrokerError(f"the slurm-qpu broker at {self.url} does not answer ({last}) "
-                          f"after {self.deadline:g} s; is it running "
-                          "(systemctl status slurm-qpu-broker)?")
+        if len(urls) == 1:
+            raise BrokerError(f"the slurm-qpu broker at {urls[0]} does not answer "
+                              f"({last.get(urls[0], 'no attempt made')}) after "
+                              f"{self.deadline:g} s; is it running "
+                              "(systemctl status slurm-qpu-broker)?")
+        reasons = "; ".join(f"{u}: {last.get(u, 'not tried')}" for u in urls)
+        raise BrokerError(f"no slurm-qpu broker answers ({reasons}) after {self.deadline:g} s; "
+                          "is one running (systemctl status slurm-qpu-broker on each)?")
 
     @staticmethod
     def _answer(method: str, path: str, status: int, content: bytes) -> Any:

@@ -91,8 +91,9 @@ def add_parser(sub: Any) -> None:
     st = sub.add_parser("status", help="the QPUs: vendor status, queue, jobs holding them, "
                                        "last error (asks the broker, with your MUNGE "
                                        "credential)")
-    st.add_argument("--broker", metavar="URL",
-                    help="default: broker= of the slurm-qpu line in plugstack.conf")
+    st.add_argument("--broker", metavar="URL[,URL...]",
+                    help="the broker, or several tried in turn (default: broker= of the "
+                         "slurm-qpu line in plugstack.conf)")
     st.add_argument("--json", action="store_true",
                     help="the same as JSON, for scripts and monitoring")
     st.set_defaults(func=main)
