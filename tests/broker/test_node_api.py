@@ -147,6 +147,54 @@ def test_health_and_catalog_need_no_credential(b: BrokerUnderTest) -> None:
     assert catalog.json() == {"sim_a": "local-simulator", "sim_b": "local-simulator"}
 
 
+def test_health_fails_with_the_reason_while_the_journal_is_gone_or_replaced(
+        b: BrokerUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="slurm_qpu.broker")
+    path = b.journal_path
+    moved = path.with_name("moved.sqlite")
+    path.rename(moved)
+    for _ in range(3):
+        gone = httpx.get(f"{b.url}/v1/health")
+        assert gone.status_code == 503
+    assert gone.json() == {"status": "unavailable", "reason": (
+        f"the broker journal {path} is gone (No such file or directory); restore it from a "
+        "backup and restart the broker")}
+    # a load balancer checks every few seconds: the log says it once per cause
+    assert sum("health check fails" in r.getMessage() for r in caplog.records) == 1
+    path.write_bytes(moved.read_bytes())  # a restored copy is another file
+    replaced = httpx.get(f"{b.url}/v1/health")
+    assert replaced.status_code == 503
+    assert "was replaced since the broker opened it; restart the broker" in \
+        replaced.json()["reason"]
+    path.unlink()
+    moved.rename(path)
+    assert httpx.get(f"{b.url}/v1/health").status_code == 200
+    assert any("health check passes again" in r.getMessage() for r in caplog.records)
+
+
+def test_health_fails_while_the_journals_last_write_did_not_reach_the_disk(
+        b: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    journal = b.service.journal
+    journal._group = True  # the production mode, which fsyncs the WAL itself
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(BrokerError):  # the broker answers an error: it cannot keep it
+        b.acquire(5, "sim_a")
+    health = httpx.get(f"{b.url}/v1/health")
+    assert health.status_code == 503
+    assert health.json()["reason"].startswith(f"cannot write the broker journal "
+                                              f"{b.journal_path} to disk: ")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    b.acquire(6, "sim_a")
+    assert httpx.get(f"{b.url}/v1/health").status_code == 200
+
+
 def test_an_unknown_route_is_not_found(b: BrokerUnderTest) -> None:
     for method, path in (("GET", "/v1/nope"), ("PUT", "/v1/leases/5"), ("GET", "/v1/leases/5"),
                          ("POST", "/v1/leases/x"), ("GET", "/")):

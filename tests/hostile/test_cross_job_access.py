@@ -327,7 +327,7 @@ def test_a_job_over_its_rate_limit_waits_and_other_jobs_do_not(
 # ---------------------------------------------------------------------------- audit
 
 AUDIT = re.compile(r'^job=(\S+) user=(\S+) qpu=(\S+) route="([A-Z]+ \S+)" status=(\S+) '
-                   r"bytes_in=(\d+) bytes_out=(\d+) ms=\d+\.\d$")
+                   r"bytes_in=(\d+) bytes_out=(\d+) ms=\d+\.\d client=\S+$")
 
 
 def proxied(caplog: pytest.LogCaptureFixture) -> list[str]:

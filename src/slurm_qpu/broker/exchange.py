@@ -192,3 +192,17 @@ class Routes(BrokerRequestHandler):
     @property
     def service(self) -> LeaseService:
         return self.broker.service
+
+    @property
+    def peer(self) -> str:
+        """The client's address: the connection's, or behind a trusted load balancer the
+        last X-Forwarded-For entry (the one it appended; any earlier ones are the client's
+        own words). Every per-address bound and the audit line use it."""
+        address = str(self.client_address[0]) if self.client_address else "-"
+        if address in self.broker.limits.trusted_proxies:
+            forwarded = self.headers.get_all("X-Forwarded-For") or []
+            last = ",".join(forwarded).split(",")[-1].strip()
+            if last:
+                return last
+        return address
+

@@ -458,7 +458,8 @@ class BrokerHTTPServer(ThreadingHTTPServer):
 
     def _room_for(self, host: str) -> tuple[str | None, _Connection | None]:
         """(None, a connection evicted to make room or None), or (why not, None)."""
-        full_host = self._open.get(host, 0) >= self.limits.per_client
+        full_host = (self._open.get(host, 0) >= self.limits.per_client
+                     and host not in self.limits.trusted_proxies)
         if not full_host and len(self._connections) < self.limits.connections:
             return None, None
         candidates = [c for c in self._connections.values() if c.waiting and not c.evicted

@@ -136,6 +136,8 @@ class Journal:
         self._wal: int | None = None  # the WAL's file descriptor, for the group fsync
         self._group = False
         self._open = False  # a transaction is open (only read or set under _lock)
+        self._write_error: str | None = None  # the last fsync's failure, until one succeeds
+        self._identity: tuple[int, int] | None = None  # the file opened (device, inode)
         try:
             _private(self.path)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
@@ -146,6 +148,9 @@ class Journal:
             self._group = synchronous.upper() == "FULL" and str(mode).lower() == "wal"
             self._db.execute(f"PRAGMA synchronous={'NORMAL' if self._group else synchronous}")
             self._db.executescript(SCHEMA)
+            if self.path != ":memory:":
+                opened = os.stat(self.path)
+                self._identity = (opened.st_dev, opened.st_ino)
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
         version = self._meta("schema_version")
@@ -227,9 +232,32 @@ class Journal:
             try:
                 os.fsync(self._wal_fd())
             except OSError as exc:
-                raise JournalError(f"cannot write the broker journal {self.path} to "
-                                   f"disk: {exc}") from None
+                self._write_error = f"cannot write the broker journal {self.path} to disk: {exc}"
+                raise JournalError(self._write_error) from None
+            self._write_error = None
             self._synced = target
+
+    def check(self) -> None:
+        """Raise JournalError, saying why, unless the journal answers a read, its last write
+        reached the disk and its file is still the one the broker opened (a journal removed
+        or replaced under a running broker takes none of its later writes). The broker's
+        health check asks this, so that a load balancer stops sending it nodes and jobs."""
+        if self._write_error:
+            raise JournalError(self._write_error)
+        if self._identity is not None:
+            try:
+                now = os.stat(self.path)
+            except OSError as exc:
+                raise JournalError(f"the broker journal {self.path} is gone ({exc.strerror}); "
+                                   "restore it from a backup and restart the broker") from None
+            if (now.st_dev, now.st_ino) != self._identity:
+                raise JournalError(f"the broker journal {self.path} was replaced since the "
+                                   "broker opened it; restart the broker to use the new file")
+        try:
+            with self._lock:
+                self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read the broker journal {self.path}: {exc}") from None
 
     def _wal_fd(self) -> int:
         if self._wal is None:

@@ -18,6 +18,10 @@ class ConnectionLimits:
     idle_seconds: float = 30.0
     body_seconds: float = 300.0  # a 64 MiB upload at ~250 KB/s
     header_bytes: int = 64 * 1024
+    # load balancers in front (HAProxy, docs/operations.md): their connections are not
+    # capped per address, and a request through one is the client's that X-Forwarded-For
+    # names last (what the load balancer appended), for every per-address bound
+    trusted_proxies: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +22,11 @@ from slurm_qpu import munge
 from slurm_qpu.broker.client import munge_payload
 from slurm_qpu.broker.exchange import Exchange, Routes
 from slurm_qpu.broker.httpserver import Refused
-from slurm_qpu.broker.journal import LeaseRecord
+from slurm_qpu.broker.journal import JournalError, LeaseRecord
 from slurm_qpu.broker.service import AcquireRequest, LeaseService
 from slurm_qpu.log import CURRENT_JOB
+
+log = logging.getLogger("slurm_qpu.broker")
 
 NODE_API_MAX_BODY = 64 * 1024
 _LEASE_PATH = re.compile(r"^/v1/leases/([0-9]{1,12})$")
@@ -69,8 +73,22 @@ class NodeApi(Routes):
             self._acquire(ex, job_id, body, who)
 
     def _health(self, ex: Exchange, path: str) -> None:
-        ex.send(200, json.dumps({"status": "ok",
-                                 "active_leases": len(self.service.journal.active())}).encode())
+        # 503 when the broker cannot keep what it grants: a load balancer's health check
+        # (docs/operations.md) then sends nodes and jobs to another broker
+        journal = self.service.journal
+        try:
+            journal.check()
+            active = len(journal.active())
+        except (JournalError, sqlite3.Error) as exc:
+            if self.service.unhealthy != str(exc):  # once per cause, not every check
+                log.error("health check fails: %s", exc)
+            self.service.unhealthy = str(exc)
+            ex.send(503, json.dumps({"status": "unavailable", "reason": str(exc)}).encode())
+            return
+        if self.service.unhealthy is not None:
+            log.info("health check passes again (it failed: %s)", self.service.unhealthy)
+            self.service.unhealthy = None
+        ex.send(200, json.dumps({"status": "ok", "active_leases": active}).encode())
 
     def _metrics(self, ex: Exchange, path: str) -> None:
         ex.send(200, self.service.metrics.render().encode(),

@@ -101,15 +101,15 @@ class Proxy(Routes):
         waits before its next one is checked (that is the work it would cost). Node
         requests are not held back: a job that keeps failing must not make its node's
         prologs and epilogs wait; a bad MUNGE credential costs munged little."""
-        wait = self.broker.failures.wait(self.client_address[0])
+        wait = self.broker.failures.wait(self.peer)
         if wait:
             raise Refused(429, f"too many failed authentications from "
-                               f"{self.client_address[0]}; try again in "
+                               f"{self.peer}; try again in "
                                f"{max(1, round(wait))} s", wait)
 
     def _failed(self) -> None:
         """Count a failed authentication against the client's address."""
-        self.broker.failures.take(self.client_address[0])
+        self.broker.failures.take(self.peer)
 
     def _proxy(self, ex: Exchange, path: str, query: str, who: dict[str, Any]) -> None:
         self._not_failing_too_often()

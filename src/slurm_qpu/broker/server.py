@@ -114,7 +114,7 @@ class BrokerHandler(NodeApi, Proxy):
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
         who: dict[str, Any] = {"job": "-", "user": "-", "qpu": "-"}
-        with self.broker.memory.hold(f"client {self.client_address[0]}") as memory:
+        with self.broker.memory.hold(f"client {self.peer}") as memory:
             ex = Exchange(self, memory)
             try:
                 ex.body = RequestBody(self.headers, self.rfile)
@@ -157,9 +157,9 @@ class BrokerHandler(NodeApi, Proxy):
             metrics.proxy_seconds.observe(time.monotonic() - ex.started, qpu=str(who["qpu"]))
         if path.startswith("/p/") or path.startswith("/v1/leases"):
             audit.info("job=%s user=%s qpu=%s route=\"%s %s\" status=%s bytes_in=%d "
-                       "bytes_out=%d ms=%.1f", who["job"], who["user"], who["qpu"],
+                       "bytes_out=%d ms=%.1f client=%s", who["job"], who["user"], who["qpu"],
                        self.command, path, ex.status or "-", ex.bytes_in,
-                       ex.bytes_out, (time.monotonic() - ex.started) * 1000)
+                       ex.bytes_out, (time.monotonic() - ex.started) * 1000, self.peer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 

@@ -130,6 +130,7 @@ class LeaseService:
         self.tokens = TokenBook(journal.signing_key())
         self.availability: Availability | None = None  # set by the broker's watcher
         self.last_errors: dict[str, tuple[float, str]] = {}  # per QPU: when, what
+        self.unhealthy: str | None = None  # why the last health check failed, until one passes
         # every error the service stores or answers goes through it first: a vendor's text
         # may echo the credential it was sent (served in /v1/status, written by the
         # prolog into lease files and the job's stderr)

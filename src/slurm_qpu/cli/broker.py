@@ -119,6 +119,11 @@ def add_parser(sub: Any) -> None:
     limits.add_argument("--auth-failures-burst", type=int, default=defaults.auth_burst, metavar="N",
                         help="failed authentications one address may have at once "
                         "(default %(default)s)")
+    limits.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="the address of a load balancer in front (HAProxy with option "
+                        "forwardfor): its connections are not capped per address, and its "
+                        "requests count as the client's that X-Forwarded-For names last; "
+                        "repeatable (default: none, X-Forwarded-For is ignored)")
     p.add_argument("--node-uid", type=int, action="append", default=[], metavar="UID",
                    help="uid besides root that may acquire and release (the SlurmUser, if "
                         "prologs run as it); repeatable")
@@ -220,7 +225,8 @@ def main(args: argparse.Namespace) -> int:
         in_flight=args.max_in_flight, connections=args.max_connections,
         per_client=args.max_connections_per_client, idle_seconds=args.idle_timeout,
         header_seconds=args.header_timeout, body_seconds=args.body_timeout,
-        auth_failures=args.auth_failures, auth_burst=args.auth_failures_burst),
+        auth_failures=args.auth_failures, auth_burst=args.auth_failures_burst,
+        trusted_proxies=frozenset(args.trusted_proxy)),
                     node_uids=frozenset({0, *args.node_uid}))
     stop = threading.Event()
 
