@@ -116,6 +116,7 @@ class Lab:
     _broker_args: tuple[str, ...] = field(default=(), init=False, repr=False)
     # broker URLs the plugstack line names before the lab's own broker (failover tests)
     brokers_before: tuple[str, ...] = field(default=(), init=False, repr=False)
+    load_balancer: bool = field(default=False, init=False)  # HAProxy in front of the broker
     _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -188,6 +189,15 @@ class Lab:
     @property
     def broker_url(self) -> str:
         return f"http://{self._subnet}.1:{8390 + self.slot}"
+
+    @property
+    def load_balancer_url(self) -> str:
+        return f"http://{self._subnet}.1:{8490 + self.slot}"
+
+    @property
+    def front_url(self) -> str:
+        """The broker as nodes and jobs reach it: through HAProxy when it is in front."""
+        return self.load_balancer_url if self.load_balancer else self.broker_url
 
     @property
     def broker_journal(self) -> Path:
@@ -285,11 +295,12 @@ class Lab:
 
     def _spawn(self, name: str, what: str, args: list[str], ready: Callable[[], None],
                timeout: float, env: dict[str, str] | None = None) -> None:
-        """Run ``ARGS`` (a command the install put in the prefix's bin/, and its arguments)
-        in the background (log/<name>.log, run/<name>.pid) and wait until ``ready()`` stops
-        raising OSError."""
+        """Run ``ARGS`` (a command the install put in the prefix's bin/, or an absolute path,
+        and its arguments) in the background (log/<name>.log, run/<name>.pid) and wait
+        until ``ready()`` stops raising OSError."""
         log = self.log(f"{name}.log").open("ab")
-        proc = subprocess.Popen([str(self.prefix / "bin" / args[0]), *args[1:]], stdout=log,
+        command = args[0] if args[0].startswith("/") else str(self.prefix / "bin" / args[0])
+        proc = subprocess.Popen([command, *args[1:]], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
         (self.root / "run" / f"{name}.pid").write_text(f"{proc.pid}\n")
@@ -330,7 +341,7 @@ class Lab:
         return (f"required {self.prefix}/lib/slurm/spank_qpu.so {self.qrmi_config} "
                 f"venv={self.prefix}/lib/slurm-qpu/venv state_dir={self.root}/nodes/%n "
                 f"log_level=debug pytrace={self.pytrace} peer_timeout=30"
-                + (f" broker={','.join((*self.brokers_before, self.broker_url))} "
+                + (f" broker={','.join((*self.brokers_before, self.front_url))} "
                    "broker_timeout=20" if self.broker else ""))
 
     def write_plugstack(self) -> None:
@@ -363,10 +374,58 @@ class Lab:
         self._spawn("broker", "the broker",
                     ["slurm-qpu", "broker", "--config", str(self.qrmi_config), "--host", host,
                      "--port", port,
-                     "--public-url", self.broker_url, "--journal", str(self.broker_journal),
+                     "--public-url", self.front_url, "--journal", str(self.broker_journal),
                      "--audit-log", str(self.log("broker-audit.log")), "--reap-interval", "2",
-                     "--log-level", "debug", *args],
+                     "--log-level", "debug", *args,
+                     *(["--trusted-proxy", f"{self._subnet}.1"] if self.load_balancer else [])],
                     healthy, timeout=30, env=self.env())
+
+    def use_load_balancer(self, on: bool) -> None:
+        """Put HAProxy (Debian's) in front of the broker, with the configuration the
+        project ships (examples/haproxy/slurm-qpu-broker.cfg) given the lab's addresses,
+        or take it away; the broker restarts with the matching public URL and plugstack.conf
+        names the front."""
+        self.load_balancer = on
+        if on:
+            self._start_haproxy()
+        else:
+            self._stop_pid("haproxy")
+        self.start_broker()
+        self.write_plugstack()
+
+    def _start_haproxy(self) -> None:
+        shipped = (self.source or Path(__file__).resolve().parents[2]) / "examples" / \
+            "haproxy" / "slurm-qpu-broker.cfg"
+        host, port = self.load_balancer_url.removeprefix("http://").split(":")
+        broker = self.broker_url.removeprefix("http://")
+        lines = []
+        for line in shipped.read_text().splitlines():
+            word = line.split()[0] if line.split() else ""
+            if word in ("log", "stats"):
+                continue  # no syslog, no /run/haproxy in the lab: its stderr is its log
+            if word == "bind":
+                line = f"    bind {host}:{port}"
+            elif word == "server":
+                if "backup" in line:
+                    continue
+                line = f"    server broker1 {broker} check"
+            lines.append(line)
+        cfg = self.etc / "haproxy.cfg"
+        cfg.write_text("\n".join(lines) + "\n")
+        self._stop_pid("haproxy")
+
+        def listens() -> None:
+            with socket.create_connection((host, int(port)), timeout=1):
+                pass
+
+        self._spawn("haproxy", "HAProxy", ["/usr/sbin/haproxy", "-db", "-f", str(cfg)],
+                    listens, timeout=30)
+
+    def _stop_pid(self, name: str) -> None:
+        pidfile = self.root / "run" / f"{name}.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            _stop(int(pidfile.read_text().strip()))
+            pidfile.unlink()
 
     def stop_broker(self, kill: bool = False) -> None:
         """Stop the broker (``kill``: SIGKILL, as a crash would)."""
@@ -489,7 +548,7 @@ class Lab:
         every lab on the machine, stays up."""
         run = self.root / "run"
         pidfiles = [*sorted(run.glob("slurmd-*.pid")), run / "slurmctld.pid",
-                    run / "broker.pid", run / "emulator.pid"]
+                    run / "broker.pid", run / "emulator.pid", run / "haproxy.pid"]
         for pidfile in pidfiles:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 _stop(int(pidfile.read_text().strip()))

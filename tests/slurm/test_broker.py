@@ -8,7 +8,10 @@ import json
 import re
 import socket
 import sqlite3
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,4 +290,51 @@ def test_a_broker_list_whose_first_broker_is_down_runs_the_job_through_the_next_
     assert len(vendor_sessions_opened(admin, seen)) == 1  # one session, one lease
     assert journal(blab, "SELECT state FROM leases WHERE job_id=?", run.job_id) == [
         ("released",)]
+    assert blab.undrained()
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_behind_haproxy_with_the_shipped_configuration_jobs_run_and_a_broker_that_cannot_keep_its_journal_is_taken_out(  # noqa: E501
+        blab: LabFixture, admin: EmulatorAdmin) -> None:
+    assert blab.source is not None
+    # Debian's HAProxy, not started by its installation: the lab runs its own, by PID
+    subprocess.run([str(blab.source / "tools" / "install-deps.sh"), "--no-start", "haproxy"],
+                   check=True)
+    seen = len(admin.requests())
+    blab.use_load_balancer(True)
+    try:
+        front = blab.load_balancer_url
+        run = blab.run_job(f"--qpu={QPU}", "-N2", "--ntasks-per-node=1",
+                           script=PROC_ENVIRON + SAMPLER, timeout=300)
+        assert run.state == "COMPLETED", run.output
+        assert sum(json.loads(marker(run.output, "RESULT"))["counts"].values()) == 400
+        for env in task_environs(blab, run.job_id):  # the jobs' endpoints: HAProxy's address
+            assert env[f"{QPU}_QRMI_IBM_QCS_ENDPOINT"].startswith(front + "/p/")
+        assert len(vendor_sessions_opened(admin, seen)) == 1
+        # each node counts as itself behind HAProxy: the audit log names the nodes
+        lines = [ln for ln in blab.log("broker-audit.log").read_text().splitlines()
+                 if f"job={run.job_id} " in ln]
+        clients = {ln.rsplit(" client=", 1)[1] for ln in lines}
+        assert lines and clients and blab.broker_url.split("//")[1].split(":")[0] not in clients
+        # a broker whose journal is gone answers its health check 503: HAProxy takes it out
+        journal = blab.broker_journal
+        moved = journal.with_name("moved.sqlite")
+        journal.rename(moved)
+        try:
+            wait_until(lambda: http_status(f"{front}/v1/health") == 503, 30,
+                       "HAProxy taking the broker out")
+            assert http_status(f"{blab.broker_url}/v1/health") == 503
+        finally:
+            moved.rename(journal)
+        wait_until(lambda: http_status(f"{front}/v1/health") == 200, 30,
+                   "HAProxy putting the broker back")
+    finally:
+        blab.use_load_balancer(False)
     assert blab.undrained()
