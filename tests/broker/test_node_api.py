@@ -235,3 +235,21 @@ def test_each_lease_request_is_audited(b: BrokerUnderTest,
     assert len(lines) == 2
     assert lines[0].startswith('job=5 user=alice qpu=- route="DELETE /v1/leases/5" status=200 ')
     assert lines[1].startswith('job=5 user=alice qpu=- route="POST /v1/leases/5" status=200 ')
+
+
+def test_a_stopping_broker_finishes_the_acquisition_in_progress_before_it_stops(
+        start_broker: StartBroker, ledger: Path) -> None:
+    import threading
+
+    slow = start_broker(sim_resources(ledger, sim_a={"ACQUIRE_DELAY": "1.0"}))
+    answers: list[dict[str, object]] = []
+    prolog = threading.Thread(target=lambda: answers.append(slow.acquire(8, "sim_a")))
+    prolog.start()
+    assert wait_for(lambda: read_ledger(ledger) == [] and slow.broker._server is not None
+                    and slow.broker._server.serving() == 1)
+    assert slow.broker.stop(drain=10) == 0  # SIGTERM: what `slurm-qpu broker` then does
+    prolog.join()
+    assert answers and answers[0]["state"] == "acquired"  # the prolog got its lease
+    lease = slow.service.journal.current(8)
+    assert lease is not None and lease.state.value == "acquired" and lease.held  # all of it
+    assert [event for event, _, _ in read_ledger(ledger)] == ["acquire"]

@@ -387,6 +387,8 @@ class BrokerRequestHandler(BaseHTTPRequestHandler):
             reader.until(self.limits.header_seconds)
             reader.headers(self.limits.header_bytes)
             super().handle_one_request()
+            if self.server.draining:  # the broker is stopping: no next request here
+                self.close_connection = True
         except (TimeoutError, ConnectionError):
             self.close_connection = True
         except (HeadersTooLarge, MalformedHeaders) as exc:
@@ -437,6 +439,7 @@ class BrokerHTTPServer(ThreadingHTTPServer):
         self._connections: dict[int, _Connection] = {}  # by id() of the socket
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.draining = False  # stopping: requests in progress finish, no new one starts
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Count the connection in (making room if need be), or answer 503 and close it:
@@ -522,3 +525,22 @@ class BrokerHTTPServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.threads.close()
+
+    def drain(self, timeout: float) -> int:
+        """Once the server no longer accepts: let the requests in progress finish, within
+        ``timeout`` seconds, and end every connection. A connection waiting for a request
+        is closed at once (and each busy one after its answer); what is still busy at the
+        deadline is cut. Returns how many requests were cut."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                idle = [c for c in self._connections.values() if c.waiting]
+                busy = [c for c in self._connections.values() if not c.waiting]
+            cut = busy if time.monotonic() >= deadline else []
+            for connection in idle + cut:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end
+            if not busy or cut:
+                return len(cut)
+            time.sleep(0.02)

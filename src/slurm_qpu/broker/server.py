@@ -89,11 +89,18 @@ class Broker:
                          name="broker-http", daemon=True).start()
         return f"http://{host}:{server.server_address[1]}"
 
-    def stop(self) -> None:
+    def stop(self, drain: float = 0.0) -> int:
+        """Stop accepting, let the requests in progress finish within ``drain`` seconds
+        (a prolog's acquisition, a job's vendor call), then end every connection; returns
+        how many requests were cut at the deadline. The journal stays open: its owner
+        closes it after this, when no request can write to it any more."""
+        cut = 0
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+            self._server.server_close()  # the port is closed: new clients are refused
+            cut = self._server.drain(drain)
         self.http.close()
+        return cut
 
 
 class BrokerHandler(NodeApi, Proxy):

@@ -124,6 +124,10 @@ def add_parser(sub: Any) -> None:
                         "forwardfor): its connections are not capped per address, and its "
                         "requests count as the client's that X-Forwarded-For names last; "
                         "repeatable (default: none, X-Forwarded-For is ignored)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, how long requests in progress (a prolog's acquisition, "
+                        "a job's vendor call) may take to finish before they are cut; keep "
+                        "it below the unit's TimeoutStopSec (default %(default)s s)")
     p.add_argument("--node-uid", type=int, action="append", default=[], metavar="UID",
                    help="uid besides root that may acquire and release (the SlurmUser, if "
                         "prologs run as it); repeatable")
@@ -262,7 +266,13 @@ def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    broker.stop()
-    journal.close()
+    log.info("stopping: no new connections; requests in progress have %g s to finish",
+             args.drain_timeout)
+    cut = broker.stop(drain=args.drain_timeout)
+    if cut:
+        log.warning("stopping: %d request(s) still in progress after %g s were cut (their "
+                    "clients retry, or fail with the broker's address)", cut,
+                    args.drain_timeout)
+    journal.close()  # after the requests: none writes to it half-way
     log.info("stopped")
     return 0
