@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from harness import StartBroker, broker_starter, running_emulator
 
 if TYPE_CHECKING:
     from slurm_qpu_emulator import Emulator
+    from slurm_qpu_lab.mariadb import MariaDBServer
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,28 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def start_broker(tmp_path: Path) -> Iterator[StartBroker]:
     yield from broker_starter(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A MariaDB server of the session's own (Debian's mariadbd, by PID, no TCP)."""
+    from slurm_qpu_lab.mariadb import MariaDBServer
+
+    server = MariaDBServer(Path(f"/tmp/slurm-qpu-test-mariadb-{os.getpid()}"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a journal is: a SQLite file, or a new database on the session's MariaDB."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.sqlite")
+    server: MariaDBServer = request.getfixturevalue("mariadb_server")
+    return server.create_database(f"journal_{abs(hash(request.node.nodeid)) % 10**12}")
 
 
 @pytest.fixture

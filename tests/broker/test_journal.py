@@ -1,4 +1,5 @@
-"""The broker's SQLite journal: WAL, what survives a restart, generations, schema versions."""
+"""The broker's journal: what survives a restart, generations, schema versions, the same
+in SQLite (WAL, fsyncs) and in MariaDB (a server of the session's own)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def test_the_journal_runs_in_wal_mode(path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_leases_held_qpus_and_vendor_jobs_survive_close_and_reopen(path: Path) -> None:
-    journal = Journal(path)
+def test_leases_held_qpus_and_vendor_jobs_survive_close_and_reopen(where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user="alice", uid=1000, names=["sim_a", "sim_b"],
                           overrides={"sim_a": {"QRMI_X": "1"}}, expires_at=5000.0, now=1000.0)
     journal.add_held(lease, Held("sim_a", "local-simulator", "tok-a", 1001.0))
@@ -34,7 +35,7 @@ def test_leases_held_qpus_and_vendor_jobs_survive_close_and_reopen(path: Path) -
     journal.add_vendor_job(lease, "sim_a", "vjob-1")
     journal.close()
 
-    again = Journal(path)
+    again = Journal(where)
     got = again.current(5)
     assert got is not None
     assert (got.job_id, got.gen, got.state, got.user, got.uid) == (5, 1, State.ACQUIRED,
@@ -51,8 +52,8 @@ def test_leases_held_qpus_and_vendor_jobs_survive_close_and_reopen(path: Path) -
     again.close()
 
 
-def test_a_vendor_job_belongs_to_one_qpu_of_one_generation(path: Path) -> None:
-    journal = Journal(path)
+def test_a_vendor_job_belongs_to_one_qpu_of_one_generation(where: str) -> None:
+    journal = Journal(where)
     first = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
     journal.add_vendor_job(first, "a", "vjob-1")
     journal.set_state(first, State.RELEASED)
@@ -62,8 +63,8 @@ def test_a_vendor_job_belongs_to_one_qpu_of_one_generation(path: Path) -> None:
     assert not journal.owns_vendor_job(second, "a", "vjob-1")
 
 
-def test_each_lease_of_a_job_is_a_new_generation(path: Path) -> None:
-    journal = Journal(path)
+def test_each_lease_of_a_job_is_a_new_generation(where: str) -> None:
+    journal = Journal(where)
     first = journal.begin(5, user="alice", uid=1000, names=["a"], overrides={},
                           expires_at=None)
     journal.set_state(first, State.RELEASED, now=2000.0)
@@ -81,13 +82,13 @@ def test_each_lease_of_a_job_is_a_new_generation(path: Path) -> None:
     assert [(lease.job_id, lease.gen) for lease in journal.active()] == [(5, 2), (6, 1)]
 
 
-def test_state_changes_keep_the_error_and_the_release_errors(path: Path) -> None:
-    journal = Journal(path)
+def test_state_changes_keep_the_error_and_the_release_errors(where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
     journal.set_state(lease, State.FAILED, error="cannot acquire QPU a: no")
     journal.set_state(lease, State.RELEASED, release_errors=["cannot release QPU a: no"])
     journal.close()
-    got = Journal(path).current(5)
+    got = Journal(where).current(5)
     assert got is not None and got.state is State.RELEASED
     assert got.error == "cannot acquire QPU a: no"
     assert got.release_errors == ["cannot release QPU a: no"]
@@ -146,8 +147,8 @@ def test_a_journal_readable_by_others_is_made_private_on_open(path: Path) -> Non
 
 
 def test_what_the_journal_says_and_what_the_lease_says_agree_on_release_errors(
-        path: Path) -> None:
-    journal = Journal(path)
+        where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
     journal.set_state(lease, State.ACQUIRED, release_errors=["old"])
     journal.set_state(lease, State.RELEASED, release_errors=[])
@@ -198,8 +199,8 @@ def test_a_version_1_journal_with_a_lease_held_is_migrated_and_keeps_the_lease(
     Journal(path).close()  # and opens again as the current version
 
 
-def test_a_lease_keeps_its_request_and_what_its_selections_picked(path: Path) -> None:
-    journal = Journal(path)
+def test_a_lease_keeps_its_request_and_what_its_selections_picked(where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user="alice", uid=1000, names=["sim_b"], overrides={},
                           expires_at=None, request="any:sim_*", selected={"sim_b": "any:sim_*"})
     journal.add_held(lease, Held("sim_b", "local-simulator", "tok-b", 1001.0))
@@ -224,8 +225,8 @@ def test_a_journal_that_cannot_be_migrated_says_so(path: Path) -> None:
             ("1",)
 
 
-def test_usage_counts_jobs_shots_and_qpu_time_per_qpu_and_skips_containers(path: Path) -> None:
-    journal = Journal(path)
+def test_usage_counts_jobs_shots_and_qpu_time_per_qpu_and_skips_containers(where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user="alice", uid=1000, names=["sim_a", "sim_b"], overrides={},
                           expires_at=None, now=1000.0)
     journal.add_held(lease, Held("sim_a", "local-simulator", "tok-a", 1001.0))
@@ -326,8 +327,8 @@ def test_synchronous_normal_makes_no_fsync_of_its_own(path: Path,
     journal.close()
 
 
-def test_a_transaction_writes_all_or_nothing(path: Path) -> None:
-    journal = Journal(path)
+def test_a_transaction_writes_all_or_nothing(where: str) -> None:
+    journal = Journal(where)
     lease = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None)
     with pytest.raises(RuntimeError), journal.transaction():
         journal.add_held(lease, Held("a", "local-simulator", "tok", 1.0))
@@ -339,20 +340,20 @@ def test_a_transaction_writes_all_or_nothing(path: Path) -> None:
         journal.add_held(lease, Held("a", "local-simulator", "tok", 1.0))
         journal.set_state(lease, State.ACQUIRED)
     journal.close()
-    got = Journal(path).current(5)
+    got = Journal(where).current(5)
     assert got is not None and got.state is State.ACQUIRED and [h.token for h in got.held] \
         == ["tok"]
 
 
-def test_a_lease_can_be_begun_at_the_generation_the_caller_read(path: Path) -> None:
-    journal = Journal(path)
+def test_a_lease_can_be_begun_at_the_generation_the_caller_read(where: str) -> None:
+    journal = Journal(where)
     first = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
                           gen=1)
     journal.set_state(first, State.RELEASED)
     second = journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
                            gen=2)
     assert (first.gen, second.gen) == (1, 2) and journal.current(5) == second
-    with pytest.raises(sqlite3.IntegrityError):  # never two leases of one generation
+    with pytest.raises(journal.errors):  # never two leases of one generation (the driver's)
         journal.begin(5, user=None, uid=None, names=["a"], overrides={}, expires_at=None,
                       gen=2)
     journal.close()

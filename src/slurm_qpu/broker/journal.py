@@ -1,4 +1,5 @@
-"""The broker's durable state: SQLite in WAL mode, one file, versioned schema.
+"""The broker's durable state: a versioned schema in SQLite (WAL mode, one file: the
+default) or in MariaDB/MySQL (broker/database.py says where and how).
 
 A lease is written *before* the broker asks a vendor for anything (state ``acquiring``)
 and every QPU the vendor grants is recorded the moment it is granted, so a broker killed
@@ -19,33 +20,65 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from slurm_qpu.broker.database import DatabaseError, is_url, open_database
 from slurm_qpu.usage import QpuUsage
 
 SCHEMA_VERSION = 3
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (
-    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, state TEXT NOT NULL,
-    user TEXT, uid INTEGER, names TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
-    error TEXT, salt TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
-    released_at REAL, release_errors TEXT NOT NULL DEFAULT '[]',
-    request TEXT, selected TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (job_id, gen));
-CREATE INDEX IF NOT EXISTS leases_state ON leases (state);
-CREATE TABLE IF NOT EXISTS held (
-    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
-    token TEXT NOT NULL, acquired_at REAL NOT NULL, released_at REAL, error TEXT,
-    PRIMARY KEY (job_id, gen, name));
-CREATE TABLE IF NOT EXISTS vendor_jobs (
-    job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
-    vendor_job_id TEXT NOT NULL, created_at REAL NOT NULL,
-    shots INTEGER, qpu_seconds REAL, counted INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (name, vendor_job_id));
-CREATE INDEX IF NOT EXISTS vendor_jobs_job ON vendor_jobs (job_id, gen);
-"""
+# The tables, per database; the same columns in each. (`key` quoted: MariaDB reserves it.)
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS meta (`key` TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS leases (
+            job_id INTEGER NOT NULL, gen INTEGER NOT NULL, state TEXT NOT NULL,
+            user TEXT, uid INTEGER, names TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
+            error TEXT, salt TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,
+            released_at REAL, release_errors TEXT NOT NULL DEFAULT '[]',
+            request TEXT, selected TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (job_id, gen))""",
+        "CREATE INDEX IF NOT EXISTS leases_state ON leases (state)",
+        """CREATE TABLE IF NOT EXISTS held (
+            job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
+            type TEXT NOT NULL, token TEXT NOT NULL, acquired_at REAL NOT NULL,
+            released_at REAL, error TEXT,
+            PRIMARY KEY (job_id, gen, name))""",
+        """CREATE TABLE IF NOT EXISTS vendor_jobs (
+            job_id INTEGER NOT NULL, gen INTEGER NOT NULL, name TEXT NOT NULL,
+            vendor_job_id TEXT NOT NULL, created_at REAL NOT NULL,
+            shots INTEGER, qpu_seconds REAL, counted INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (name, vendor_job_id))""",
+        "CREATE INDEX IF NOT EXISTS vendor_jobs_job ON vendor_jobs (job_id, gen)",
+    ),
+    # InnoDB; names and ids as bounded VARCHARs (keys); seq orders a lease's held QPUs
+    # as SQLite's rowid does
+    "mariadb": (
+        "CREATE TABLE IF NOT EXISTS meta (`key` VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "value TEXT NOT NULL) ENGINE=InnoDB",
+        """CREATE TABLE IF NOT EXISTS leases (
+            job_id BIGINT NOT NULL, gen INT NOT NULL, state VARCHAR(16) NOT NULL,
+            user VARCHAR(255), uid BIGINT, names TEXT NOT NULL,
+            overrides TEXT NOT NULL DEFAULT '{}', error TEXT, salt VARCHAR(64) NOT NULL,
+            created_at DOUBLE NOT NULL, expires_at DOUBLE, released_at DOUBLE,
+            release_errors TEXT NOT NULL DEFAULT '[]', request TEXT,
+            selected TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (job_id, gen), KEY leases_state (state)) ENGINE=InnoDB""",
+        """CREATE TABLE IF NOT EXISTS held (
+            job_id BIGINT NOT NULL, gen INT NOT NULL, name VARCHAR(255) NOT NULL,
+            type VARCHAR(64) NOT NULL, token TEXT NOT NULL, acquired_at DOUBLE NOT NULL,
+            released_at DOUBLE, error TEXT, seq BIGINT NOT NULL AUTO_INCREMENT,
+            PRIMARY KEY (job_id, gen, name), UNIQUE KEY held_seq (seq)) ENGINE=InnoDB""",
+        """CREATE TABLE IF NOT EXISTS vendor_jobs (
+            job_id BIGINT NOT NULL, gen INT NOT NULL, name VARCHAR(255) NOT NULL,
+            vendor_job_id VARCHAR(255) NOT NULL, created_at DOUBLE NOT NULL,
+            shots BIGINT, qpu_seconds DOUBLE, counted INT NOT NULL DEFAULT 1,
+            PRIMARY KEY (name, vendor_job_id), KEY vendor_jobs_job (job_id, gen))
+            ENGINE=InnoDB""",
+    ),
+}
 # Each step takes a journal of the version before it to the next; a broker upgraded while
 # jobs hold leases opens the old file, migrates it in one transaction and carries on.
+# (MariaDB journals began at version 3: a step after it needs its statements for both.)
 MIGRATIONS = {
     2: ("ALTER TABLE vendor_jobs ADD COLUMN shots INTEGER",  # usage records (issue 7)
         "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds REAL",
@@ -56,7 +89,7 @@ MIGRATIONS = {
 
 
 class JournalError(Exception):
-    """The journal cannot be opened or is from a newer slurm-qpu."""
+    """The journal cannot be opened, reached or written, or is from a newer slurm-qpu."""
 
 
 class State(StrEnum):
@@ -128,6 +161,7 @@ class Journal:
     durable one or ``sync()`` before anything is answered or any vendor is asked."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        """``path``: a SQLite file, or a mysql:// URL (broker/database.py)."""
         self.path = str(path)
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()  # one fsync at a time; the others wait for it
@@ -139,19 +173,29 @@ class Journal:
         self._write_error: str | None = None  # the last fsync's failure, until one succeeds
         self._identity: tuple[int, int] | None = None  # the file opened (device, inode)
         try:
-            _private(self.path)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            # group commit needs the WAL (a file of its own to fsync); without one (an
-            # in-memory journal, a file system without shared memory) SQLite syncs
-            self._group = synchronous.upper() == "FULL" and str(mode).lower() == "wal"
-            self._db.execute(f"PRAGMA synchronous={'NORMAL' if self._group else synchronous}")
-            self._db.executescript(SCHEMA)
-            if self.path != ":memory:":
+            if not is_url(self.path):
+                _private(self.path)
+            self._db = open_database(self.path)
+        except DatabaseError as exc:
+            raise JournalError(f"cannot open the broker journal: {exc}") from None
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
+        self.path = self._db.where  # a URL without its secrets
+        self.errors: tuple[type[Exception], ...] = (*self._db.errors, DatabaseError)
+        try:
+            if self._db.kind == "sqlite":
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                # group commit needs the WAL (a file of its own to fsync); without one (an
+                # in-memory journal, a file system without shared memory) SQLite syncs
+                self._group = synchronous.upper() == "FULL" and str(mode).lower() == "wal"
+                self._db.execute(
+                    f"PRAGMA synchronous={'NORMAL' if self._group else synchronous}")
+            # (MariaDB: every COMMIT is durable with InnoDB's defaults; nothing to group)
+            self._db.script(SCHEMA[self._db.kind])
+            if self._db.kind == "sqlite" and self.path != ":memory:":
                 opened = os.stat(self.path)
                 self._identity = (opened.st_dev, opened.st_ino)
-        except (sqlite3.Error, OSError) as exc:
+        except (*self.errors, OSError) as exc:  # type: ignore[misc]
             raise JournalError(f"cannot open the broker journal {self.path}: {exc}") from None
         version = self._meta("schema_version")
         if version is None:
@@ -171,7 +215,7 @@ class Journal:
                         db.execute(statement)
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
-        except sqlite3.Error as exc:
+        except self.errors as exc:
             raise JournalError(f"cannot migrate the broker journal {self.path} from schema "
                                f"version {version} to {SCHEMA_VERSION}: {exc}") from None
 
@@ -191,7 +235,7 @@ class Journal:
 
     @contextmanager
     def _tx(self, durable: bool = True, *, single: bool = False
-            ) -> Iterator[sqlite3.Connection]:
+            ) -> Iterator[Any]:
         """A write transaction. ``single``: the caller runs one statement, which SQLite
         makes a transaction of its own (no BEGIN and COMMIT to run: fewer round trips
         through the journal's lock). Inside ``transaction()`` the writes join it."""
@@ -202,16 +246,16 @@ class Journal:
             if single:
                 yield self._db
             else:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin()
                 self._open = True
                 try:
                     yield self._db
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._db.rollback()
                     raise
                 finally:
                     self._open = False
-                self._db.execute("COMMIT")
+                self._db.commit()
             self._committed += 1
             seq = self._committed
         if durable:
@@ -255,8 +299,9 @@ class Journal:
                                    "broker opened it; restart the broker to use the new file")
         try:
             with self._lock:
-                self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.Error as exc:
+                self._db.execute("SELECT value FROM meta WHERE `key`='schema_version'"
+                                 ).fetchone()
+        except self.errors as exc:
             raise JournalError(f"cannot read the broker journal {self.path}: {exc}") from None
 
     def _wal_fd(self) -> int:
@@ -275,7 +320,7 @@ class Journal:
 
     def _meta(self, key: str) -> str | None:
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE `key`=?", (key,)).fetchone()
         return row[0] if row else None
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -357,7 +402,8 @@ class Journal:
 
     def add_held(self, lease: LeaseRecord, held: Held) -> None:
         with self._tx(single=True) as db:
-            db.execute("INSERT OR REPLACE INTO held VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+            db.execute("INSERT OR REPLACE INTO held (job_id, gen, name, type, token, "
+                       "acquired_at, released_at, error) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
                        (lease.job_id, lease.gen, held.name, held.type, held.token,
                         held.acquired_at))
         lease.held.append(held)

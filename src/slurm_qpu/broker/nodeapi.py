@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -79,7 +78,7 @@ class NodeApi(Routes):
         try:
             journal.check()
             active = len(journal.active())
-        except (JournalError, sqlite3.Error) as exc:
+        except (JournalError, *journal.errors) as exc:  # type: ignore[misc]
             if self.service.unhealthy != str(exc):  # once per cause, not every check
                 log.error("health check fails: %s", exc)
             self.service.unhealthy = str(exc)

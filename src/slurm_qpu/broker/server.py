@@ -28,7 +28,7 @@ from slurm_qpu import munge
 from slurm_qpu.broker.admission import Budget, InFlight, RateLimiter
 from slurm_qpu.broker.exchange import Exchange, check_path
 from slurm_qpu.broker.httpserver import BrokerHTTPServer, Refused, RequestBody
-from slurm_qpu.broker.journal import LeaseRecord
+from slurm_qpu.broker.journal import JournalError, LeaseRecord
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.nodeapi import NodeApi
 from slurm_qpu.broker.proxy import JOINED_ON_SLASH, Proxy
@@ -145,6 +145,15 @@ class BrokerHandler(NodeApi, Proxy):
                     self.close_connection = True
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 self.close_connection = True
+            except (JournalError, *self.service.journal.errors) as exc:  # type: ignore[misc]
+                # the journal's database is away (a MariaDB restart, a full disk): nothing
+                # was granted that is not written; 503 makes prologs and SDKs try again
+                log.error("%s %s: the journal is unavailable: %s", self.command, path, exc)
+                if not ex.responded:
+                    ex.error(503, f"the broker's journal is unavailable ({exc}); try again",
+                             {"Retry-After": "2", "Connection": "close"})
+                else:
+                    self.close_connection = True
             except Exception as exc:  # a bug must cost one request, not the broker
                 log.exception("internal error on %s %s", self.command, path)
                 if not ex.responded:

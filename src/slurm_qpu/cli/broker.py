@@ -47,10 +47,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--public-url", metavar="URL",
                    help="the broker's URL as jobs on compute nodes reach it; jobs get "
                         "proxy endpoints under it (default http://<this host's FQDN>:PORT)")
-    p.add_argument("--journal", default=DEFAULT_JOURNAL, metavar="PATH",
-                   help="SQLite journal of leases (default %(default)s)")
+    p.add_argument("--journal", default=DEFAULT_JOURNAL, metavar="PATH|URL",
+                   help="the journal of leases: a SQLite file (default %(default)s), or a "
+                        "MariaDB/MySQL database, mysql://USER@HOST[:PORT]/DATABASE"
+                        "[?password_file=PATH] (the one slurmdbd uses may hold it; one "
+                        "broker at a time per database)")
     p.add_argument("--journal-sync", choices=("full", "normal"), default="full",
-                   help="SQLite synchronous mode: full survives power loss (default)")
+                   help="SQLite synchronous mode: full survives power loss (default; "
+                        "MariaDB commits durably with InnoDB's defaults)")
     p.add_argument("--audit-log", metavar="PATH",
                    help="one line per job request here (default: the broker's log)")
     p.add_argument("--log-level", default="info",
@@ -193,6 +197,7 @@ def _logging(level: str, audit_log: str | None, secrets: SecretSource,
 
 def main(args: argparse.Namespace) -> int:
     from slurm_qpu.broker.availability import Availability, Reservations
+    from slurm_qpu.broker.database import is_url
     from slurm_qpu.broker.journal import Journal, JournalError
     from slurm_qpu.broker.limits import Limits
     from slurm_qpu.broker.server import Broker
@@ -208,8 +213,9 @@ def main(args: argparse.Namespace) -> int:
         config = ConfigSource(config_path)
         resources = config.get().resources
         _logging(args.log_level, args.audit_log, config, args.log_format)
-        journal_path = Path(args.journal)
-        _prepare_journal_dir(journal_path)
+        journal_path = args.journal
+        if not is_url(journal_path):
+            _prepare_journal_dir(Path(journal_path))
         journal = Journal(journal_path, synchronous=args.journal_sync.upper())
     except (StartupError, JournalError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -262,7 +268,7 @@ def main(args: argparse.Namespace) -> int:
         threading.Thread(target=every(interval, name, work), name=name, daemon=True).start()
     log.info("listening at %s (jobs reach it as %s); %d QPU(s): %s; journal %s; %d active "
              "lease(s)", url, public, len(resources), ", ".join(r.name for r in resources),
-             journal_path, len(journal.active()))
+             journal.path, len(journal.active()))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()

@@ -1,0 +1,115 @@
+"""The journal in MariaDB: where it is said by a URL that holds no secret, a server that
+restarts under it, a server that is down (the health check says so), and a broker whose
+leases are there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import StartBroker, read_ledger, sim_resources
+
+from slurm_qpu.broker.database import DatabaseError, _connection_params
+from slurm_qpu.broker.journal import Held, Journal, JournalError, State
+from slurm_qpu_lab.mariadb import MariaDBServer
+
+
+def test_a_server_restart_between_two_writes_loses_nothing(
+        mariadb_server: MariaDBServer) -> None:
+    journal = Journal(mariadb_server.create_database("restarts"))
+    lease = journal.begin(5, user="alice", uid=1000, names=["a"], overrides={},
+                          expires_at=None)
+    journal.add_held(lease, Held("a", "local-simulator", "tok-a", 1.0))
+    mariadb_server.restart()
+    journal.set_state(lease, State.ACQUIRED)  # on a new connection, once
+    got = journal.current(5)
+    assert got is not None and got.state is State.ACQUIRED and got.held[0].token == "tok-a"
+    journal.check()
+    journal.close()
+
+
+def test_while_the_server_is_down_the_journal_says_it_cannot_be_read(
+        mariadb_server: MariaDBServer) -> None:
+    journal = Journal(mariadb_server.create_database("down"))
+    mariadb_server.stop(remove=False)
+    try:
+        with pytest.raises(JournalError) as raised:
+            journal.check()
+        assert str(raised.value).startswith(f"cannot read the broker journal {journal.path}: ")
+    finally:
+        mariadb_server.resume()
+    journal.check()  # and back once the server is
+    journal.close()
+
+
+def test_an_unreachable_server_is_named_in_the_error_without_secrets(tmp_path: Path) -> None:
+    with pytest.raises(JournalError) as raised:
+        Journal(f"mysql://qpu@localhost/leases?unix_socket={tmp_path}/no.sock")
+    message = str(raised.value)
+    assert message.startswith("cannot open the broker journal: cannot connect to the journal "
+                              f"database mysql://qpu@localhost(socket {tmp_path}/no.sock)/"
+                              "leases: ")
+
+
+def test_the_url_takes_the_password_from_a_file_and_refuses_one_in_itself(
+        tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    shown, params = _connection_params(
+        f"mariadb://slurm-qpu@db.example:3307/qpu?password_file={secret}")
+    assert params == {"user": "slurm-qpu", "database": "qpu", "password": "s3cret",
+                      "host": "db.example", "port": 3307}
+    assert shown == "mariadb://slurm-qpu@db.example:3307/qpu" and "s3cret" not in shown
+    with pytest.raises(DatabaseError, match="put the password in a file"):
+        _connection_params("mysql://u:pw@db/qpu")
+    with pytest.raises(DatabaseError, match=r"unknown parameter\(s\) ssl \(known: "):
+        _connection_params("mysql://u@db/qpu?ssl=1")
+    with pytest.raises(DatabaseError, match="expected mysql://USER@HOST"):
+        _connection_params("mysql://u@db/")
+    with pytest.raises(DatabaseError, match="cannot read the password file"):
+        _connection_params(f"mysql://u@db/qpu?password_file={tmp_path}/none")
+
+
+def test_a_broker_keeps_its_leases_in_mariadb_across_a_restart(
+        mariadb_server: MariaDBServer, start_broker: StartBroker, tmp_path: Path) -> None:
+    url = mariadb_server.create_database("broker")
+    ledger = tmp_path / "ledger.jsonl"
+    first = start_broker(sim_resources(ledger), journal=url)  # type: ignore[arg-type]
+    acquired = first.acquire(7, "sim_a")
+    assert acquired["state"] == "acquired"
+    first.broker.stop()
+    first.service.journal.close()
+    again = start_broker(sim_resources(ledger), journal=url)  # type: ignore[arg-type]
+    again.jobs.ids.add(7)
+    assert [lease["job_id"] for lease in again.node().leases()] == [7]
+    assert again.node().release(7)["state"] == "released"
+    assert [event for event, _, _ in read_ledger(ledger)] == ["acquire", "release"]
+
+
+def test_a_prolog_that_meets_the_database_down_is_told_to_retry_and_gets_its_lease_after(
+        mariadb_server: MariaDBServer, start_broker: StartBroker, tmp_path: Path) -> None:
+    import threading
+
+    from harness import fake_credential
+
+    from slurm_qpu.broker.client import BrokerClient, BrokerError
+
+    b = start_broker(sim_resources(tmp_path / "ledger.jsonl"),
+                     journal=mariadb_server.create_database("away"))  # type: ignore[arg-type]
+    b.jobs.ids.add(9)
+    mariadb_server.stop(remove=False)
+    try:
+        raw = BrokerClient(b.url, deadline=0.5, encode=lambda p: fake_credential(p, 0))
+        with pytest.raises(BrokerError, match=r"HTTP 503"):  # retried, then given up
+            raw.acquire(9, qpus="sim_a", user="alice", uid=1000)
+        prolog = BrokerClient(b.url, deadline=60, encode=lambda p: fake_credential(p, 0))
+        answers: list[dict[str, object]] = []
+        thread = threading.Thread(target=lambda: answers.append(
+            prolog.acquire(9, qpus="sim_a", user="alice", uid=1000)))
+        thread.start()
+    finally:
+        mariadb_server.resume()  # the database is back while the prolog still waits
+    thread.join(60)
+    assert answers and answers[0]["state"] == "acquired"
+    lease = b.service.journal.current(9)
+    assert lease is not None and lease.state is State.ACQUIRED
