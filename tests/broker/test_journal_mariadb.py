@@ -4,11 +4,13 @@ leases are there."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from harness import StartBroker, read_ledger, sim_resources
+from harness import StartBroker, fake_credential, read_ledger, sim_resources
 
+from slurm_qpu.broker.client import BrokerClient, BrokerError
 from slurm_qpu.broker.database import DatabaseError, _connection_params
 from slurm_qpu.broker.journal import Held, Journal, JournalError, State
 from slurm_qpu_lab.mariadb import MariaDBServer
@@ -90,10 +92,6 @@ def test_a_prolog_that_meets_the_database_down_is_told_to_retry_and_gets_its_lea
         mariadb_server: MariaDBServer, start_broker: StartBroker, tmp_path: Path) -> None:
     import threading
 
-    from harness import fake_credential
-
-    from slurm_qpu.broker.client import BrokerClient, BrokerError
-
     b = start_broker(sim_resources(tmp_path / "ledger.jsonl"),
                      journal=mariadb_server.create_database("away"))  # type: ignore[arg-type]
     b.jobs.ids.add(9)
@@ -113,3 +111,55 @@ def test_a_prolog_that_meets_the_database_down_is_told_to_retry_and_gets_its_lea
     assert answers and answers[0]["state"] == "acquired"
     lease = b.service.journal.current(9)
     assert lease is not None and lease.state is State.ACQUIRED
+
+
+# ------------------------------------------------------ several brokers on one database
+def test_the_prologs_of_one_job_reaching_two_brokers_at_once_make_one_acquisition(
+        mariadb_server: MariaDBServer, start_broker: StartBroker, tmp_path: Path) -> None:
+    import threading
+
+    url = mariadb_server.create_database("two_brokers")
+    ledger = tmp_path / "ledger.jsonl"
+    resources = sim_resources(ledger, sim_a={"ACQUIRE_DELAY": "0.5"})
+    brokers = [start_broker(resources, journal=url),  # type: ignore[arg-type]
+               start_broker(resources, journal=url)]  # type: ignore[arg-type]
+    for b in brokers:
+        b.jobs.ids.add(11)
+    answers: list[dict[str, object]] = []
+
+    def prolog(k: int) -> None:  # a four-node job: two nodes' prologs reach each broker
+        b = brokers[k % 2]
+        client = BrokerClient(b.url, deadline=30, encode=lambda p: fake_credential(p, 0))
+        answers.append(client.acquire(11, qpus="sim_a", user="alice", uid=1000))
+
+    threads = [threading.Thread(target=prolog, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 4 and {a["state"] for a in answers} == {"acquired"}
+    tokens = {json.dumps(a["env"], sort_keys=True) for a in answers}
+    assert len(tokens) == 1  # one lease, the same environment on every node
+    assert [event for event, _, _ in read_ledger(ledger)] == ["acquire"]  # one session
+    # a job's token is good at either broker: they derive it from one key
+    lease = brokers[0].service.journal.current(11)
+    assert lease is not None
+    assert brokers[0].service.job_token(lease) == brokers[1].service.job_token(lease)
+    # the epilogs, too, reach both: one release
+    for k in range(4):
+        assert brokers[k % 2].node().release(11)["state"] == "released"
+    assert [event for event, _, _ in read_ledger(ledger)] == ["acquire", "release"]
+
+
+def test_one_broker_at_a_time_runs_the_reaper_and_another_takes_over_when_it_goes(
+        mariadb_server: MariaDBServer) -> None:
+    url = mariadb_server.create_database("leaders")
+    first, second = Journal(url), Journal(url)
+    assert first.signing_key() == second.signing_key()
+    assert first.leads("reaper") and first.leads("reaper")  # taken, then kept
+    assert not second.leads("reaper")
+    assert second.leads("availability")  # roles are apart
+    assert not first.leads("availability")
+    first.close()  # the broker goes (a SIGKILL closes its connections the same way)
+    assert second.leads("reaper")
+    second.close()

@@ -578,7 +578,7 @@ def test_the_proxy_uses_the_sites_settings_with_the_accepted_overrides(tmp_path:
 def test_a_jobs_lock_is_kept_while_a_thread_holds_it_however_many_jobs_come_and_go(
         tmp_path: Path, ledger: Path) -> None:
     service = sims(tmp_path, ledger)
-    held = service._job_lock(5)
+    held = service._local_lock(5)
     for job_id in range(100, 10_102):  # enough jobs for any clean-up of idle locks
-        service._job_lock(job_id)
-    assert service._job_lock(5) is held
+        service._local_lock(job_id)
+    assert service._local_lock(5) is held

@@ -17,13 +17,23 @@ MariaDB is reached with PyMySQL (pure Python), imported only when a URL names it
 connection lost between two statements (a server restart, an idle timeout) is opened again
 and the statement retried once, outside transactions; inside one, the error ends it and
 nothing of it is kept.
+
+Several brokers on one database coordinate through it: ``named_lock`` holds one of the
+server's named locks (GET_LOCK) on a connection of its own for as long as a job's
+acquisition or release runs, so the prologs of one job reaching two brokers at once make
+one acquisition; ``leads`` keeps a named lock for as long as this broker runs the reaper
+or the availability watcher, so one broker at a time does. The server frees a lock the
+moment its connection ends: a broker that dies (SIGKILL, a lost host) leaves no lock
+behind, and another broker takes over its role at its next try. On SQLite both are
+trivially this process's (one broker per file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -71,6 +81,13 @@ class Sqlite:
     def close(self) -> None:
         self.conn.close()
 
+    @contextlib.contextmanager
+    def named_lock(self, name: str, timeout: float) -> Iterator[None]:
+        yield  # one broker per file: its own locks already order its threads
+
+    def leads(self, role: str) -> bool:
+        return True
+
 
 class MariaDB:
     """A MariaDB (or MySQL) database, through PyMySQL, in autocommit mode except inside
@@ -90,6 +107,10 @@ class MariaDB:
         self._in_tx = False
         self._sql: dict[str, str] = {}
         self.conn = self._connect()
+        # connections that hold (or held) named locks, one per lock while it is held
+        self._idle_lock_conns: list[Any] = []
+        self._leaders: dict[str, Any] = {}  # role -> the connection that holds its lock
+        self._guard = threading.Lock()
 
     def _connect(self) -> Any:
         try:
@@ -144,8 +165,79 @@ class MariaDB:
         self.conn.rollback()
 
     def close(self) -> None:
-        with contextlib.suppress(self._pymysql.err.Error):  # already gone
-            self.conn.close()
+        with self._guard:
+            others = self._idle_lock_conns + list(self._leaders.values())
+            self._idle_lock_conns, self._leaders = [], {}
+        for conn in [self.conn, *others]:
+            with contextlib.suppress(self._pymysql.err.Error):  # already gone
+                conn.close()
+
+    def _lock_name(self, name: str) -> str:
+        """Named locks are the server's, not a database's: the database names them."""
+        return f"slurm-qpu:{self._params['database']}:{name}"[:64]
+
+    @staticmethod
+    def _one(conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str, timeout: float) -> Iterator[None]:
+        """Hold the server's lock ``name`` for the block, waiting up to ``timeout`` s for a
+        broker that holds it (DatabaseError past that, or when the server is away)."""
+        with self._guard:
+            conn = self._idle_lock_conns.pop() if self._idle_lock_conns else None
+        full = self._lock_name(name)
+        try:
+            conn = conn or self._connect()
+            got = self._one(conn, "SELECT GET_LOCK(%s, %s)", (full, timeout))
+        except self._pymysql.err.Error as exc:
+            if conn is not None:
+                with contextlib.suppress(self._pymysql.err.Error):
+                    conn.close()
+            raise DatabaseError(f"cannot take the lock {name!r} in the journal database "
+                                f"{self.where}: {_reason(exc)}") from None
+        if got != 1:
+            with self._guard:
+                self._idle_lock_conns.append(conn)
+            raise DatabaseError(f"another broker has held the lock {name!r} in the journal "
+                                f"database {self.where} for over {timeout:g} s")
+        try:
+            yield
+        finally:
+            try:
+                self._one(conn, "SELECT RELEASE_LOCK(%s)", (full,))
+            except self._pymysql.err.Error:
+                with contextlib.suppress(self._pymysql.err.Error):
+                    conn.close()  # the server frees the lock with the connection
+            else:
+                with self._guard:
+                    self._idle_lock_conns.append(conn)
+
+    def leads(self, role: str) -> bool:
+        """Whether this broker holds ``role`` (taking it if no broker does)."""
+        full = self._lock_name(f"leader:{role}")
+        with self._guard:
+            conn = self._leaders.pop(role, None)
+        try:
+            if conn is not None and self._one(
+                    conn, "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (full,)) == 1:
+                with self._guard:
+                    self._leaders[role] = conn
+                return True
+            conn = conn or self._connect()
+            if self._one(conn, "SELECT GET_LOCK(%s, 0)", (full,)) == 1:
+                with self._guard:
+                    self._leaders[role] = conn
+                return True
+        except (self._pymysql.err.Error, DatabaseError):
+            pass  # the server is away: lead nothing until it is back
+        if conn is not None:
+            with contextlib.suppress(self._pymysql.err.Error):
+                conn.close()
+        return False
 
 
 def _reason(exc: BaseException) -> str:

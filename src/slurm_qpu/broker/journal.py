@@ -219,6 +219,16 @@ class Journal:
             raise JournalError(f"cannot migrate the broker journal {self.path} from schema "
                                f"version {version} to {SCHEMA_VERSION}: {exc}") from None
 
+    def named_lock(self, name: str, timeout: float = 120.0) -> Any:
+        """A lock every broker on this journal respects (broker/database.py); with
+        SQLite, one broker per file, it costs nothing."""
+        return self._db.named_lock(name, timeout)
+
+    def leads(self, role: str) -> bool:
+        """Whether this broker runs ``role`` (the reaper, the availability watcher) now:
+        one broker at a time per journal, another taking over when it dies."""
+        return self._db.leads(role)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -332,8 +342,13 @@ class Journal:
         with self._lock:
             value = self._meta("signing_key")
             if value is None:
-                value = secrets.token_hex(32)
-                self._set_meta("signing_key", value)
+                # two brokers starting on a new database at once: the first key written
+                # is the key of both
+                with self._tx(single=True) as db:
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('signing_key', ?)",
+                               (secrets.token_hex(32),))
+                value = self._meta("signing_key")
+                assert value is not None
         return bytes.fromhex(value)
 
     # ------------------------------------------------------------------ leases

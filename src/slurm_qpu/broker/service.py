@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,12 +142,25 @@ class LeaseService:
         self._locks_guard = threading.Lock()
         self._choosing = threading.Lock()
 
-    def _job_lock(self, job_id: int) -> _JobLock:
+    @contextlib.contextmanager
+    def _job_lock(self, job_id: int) -> Iterator[None]:
+        """The job's lock: this process's threads, then every broker on the journal (a
+        job's prologs may reach two brokers at once: one acquisition all the same)."""
+        with self._local_lock(job_id), self.journal.named_lock(f"job {job_id}"):
+            yield
+
+    def _local_lock(self, job_id: int) -> _JobLock:
         with self._locks_guard:
             lock = self._locks.get(job_id)
             if lock is None:
                 lock = self._locks[job_id] = _JobLock()
             return lock
+
+    @contextlib.contextmanager
+    def _choosing_lock(self) -> Iterator[None]:
+        """One selecting request at a time, in this process and on every broker."""
+        with self._choosing, self.journal.named_lock("choosing"):
+            yield
 
     # ------------------------------------------------------------------ acquire
 
@@ -227,7 +240,8 @@ class LeaseService:
         # last free slot. A request of names only counts and picks nothing (and goes past
         # max_jobs as a named QPU always could): it need not queue behind the others,
         # and a selection's count is as exact as if it had (as if it came next)
-        choosing = self._choosing if has_selection(request.qpus) else contextlib.nullcontext()
+        choosing = (self._choosing_lock() if has_selection(request.qpus)
+                    else contextlib.nullcontext())
         with choosing:
             try:
                 config = self.config.get()

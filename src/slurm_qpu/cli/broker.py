@@ -50,8 +50,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--journal", default=DEFAULT_JOURNAL, metavar="PATH|URL",
                    help="the journal of leases: a SQLite file (default %(default)s), or a "
                         "MariaDB/MySQL database, mysql://USER@HOST[:PORT]/DATABASE"
-                        "[?password_file=PATH] (the one slurmdbd uses may hold it; one "
-                        "broker at a time per database)")
+                        "[?password_file=PATH] (the server slurmdbd uses may hold it; "
+                        "several brokers may share one database and serve at once)")
     p.add_argument("--journal-sync", choices=("full", "normal"), default="full",
                    help="SQLite synchronous mode: full survives power loss (default; "
                         "MariaDB commits durably with InnoDB's defaults)")
@@ -241,10 +241,19 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def every(interval: float, what: str, work: Callable[[], object]) -> Callable[[], None]:
+        """Run ``work`` every ``interval`` s while this broker leads ``what``: one broker
+        at a time per journal (journal.leads), another one taking over if it dies."""
         def loop() -> None:
+            leading: bool | None = None
             while not stop.is_set():
                 try:
-                    work()
+                    now = journal.leads(what)
+                    if now != leading and (now or leading is not None):
+                        log.info("%s: %s", what, "this broker runs it" if now else
+                                 "another broker on the journal runs it")
+                    leading = now
+                    if now:
+                        work()
                 except Exception:
                     log.exception("%s pass failed", what)
                 stop.wait(interval)
