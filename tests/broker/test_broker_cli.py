@@ -107,3 +107,12 @@ def test_log_format_json_puts_the_job_id_on_every_line_of_a_request(
         (6, "info", "broker"), (6, "info", "broker")]
     assert [line["message"] for line in lines] == ["job 6: acquired sim_a for bob",
                                                    "job 6: released sim_a"]
+
+
+def test_a_trusted_proxy_that_is_no_address_is_refused_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, 0o600)
+    assert run(tmp_path, config, "--trusted-proxy", "haproxy.example") == 1
+    assert capsys.readouterr().err == (
+        "slurm-qpu broker: --trusted-proxy haproxy.example: not an address or a network "
+        "(e.g. 10.0.0.5 or 10.0.0.0/29)\n")

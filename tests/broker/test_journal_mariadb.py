@@ -5,6 +5,7 @@ leases are there."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,65 @@ def test_one_broker_at_a_time_runs_the_reaper_and_another_takes_over_when_it_goe
     first.close()  # the broker goes (a SIGKILL closes its connections the same way)
     assert second.leads("reaper")
     second.close()
+
+
+def test_an_acquisition_another_broker_undid_meanwhile_is_given_back_and_asked_again(
+        tmp_path: Path) -> None:
+    # the database dropped this broker's lock while it asked the vendor, and a prolog of
+    # the same job at another broker undid the half-made lease: this broker must not write
+    # it back as acquired (a second session nobody would ever release)
+    import threading
+
+    from harness import lease_service
+
+    from slurm_qpu.broker.service import AcquireRequest
+
+    ledger = tmp_path / "ledger.jsonl"
+    service = lease_service(tmp_path, sim_resources(ledger, sim_a={"ACQUIRE_DELAY": "0.6"}))
+    outcome: list[BaseException | object] = []
+
+    def prolog() -> None:
+        try:
+            outcome.append(service.acquire(AcquireRequest(12, user="alice", uid=1000,
+                                                          qpus="sim_a", time_limit=60)))
+        except JournalError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=prolog)
+    thread.start()
+    other = Journal(tmp_path / "journal.sqlite")  # the other broker's view of the journal
+
+    def half_made() -> bool:
+        lease = other.current(12)
+        return lease is not None and lease.state is State.ACQUIRING
+
+    deadline = time.monotonic() + 10
+    while not half_made() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lease = other.current(12)
+    assert lease is not None
+    assert other.set_state(lease, State.RELEASED, expect=State.ACQUIRING)  # its undo
+    thread.join(10)
+    assert isinstance(outcome[0], JournalError)
+    assert "taken over by another broker; ask again" in str(outcome[0])
+    assert [event for event, _, _ in read_ledger(ledger)] == ["acquire", "release"]
+    got = other.current(12)
+    assert got is not None and got.state is State.RELEASED  # not written back as acquired
+    other.close()
+
+
+def test_lock_names_stay_apart_however_long_the_database_name(
+        mariadb_server: MariaDBServer) -> None:
+    name = "a_database_name_long_enough_to_push_lock_names_past"  # 51: names > 64
+    first = Journal(mariadb_server.create_database(name))
+    second = Journal(mariadb_server.url(name))
+    assert first.leads("reaper") and second.leads("availability")  # two roles, two locks
+    assert not second.leads("reaper") and not first.leads("availability")
+    first.close()
+    second.close()
+
+
+def test_a_password_in_the_url_is_never_repeated(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError) as raised:
+        _connection_params("mysql://u:s3cret@db/")
+    assert "s3cret" not in str(raised.value)

@@ -78,3 +78,19 @@ def test_the_load_balancers_connections_are_not_capped_per_address(
         assert wait_until(lambda: serving(b) == 4)
         replies, _ = exchange(b.url, health, source=OTHER_NODE)
         assert [r.status for r in replies] == [503]
+
+
+def test_a_trusted_network_and_a_forwarded_for_that_is_no_address(
+        emulator: Emulator, start_broker: StartBroker) -> None:
+    b = start_broker(emulator.qrmi_config()["resources"],
+                     limits=Limits(auth_failures=0.01, auth_burst=2,
+                                   trusted_proxies=frozenset({"127.0.0.0/29"})))
+    # 127.0.0.4 is in the trusted network: its X-Forwarded-For counts
+    statuses = [status(b.url, guess("10.1.1.1"), BALANCER) for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    assert status(b.url, guess("10.1.1.2"), BALANCER) == 401  # another client
+    # what is no address is not taken at its word: the balancer's own address counts
+    statuses = [status(b.url, guess("<script>"), BALANCER) for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    replies, _ = exchange(b.url, guess("not-an-ip"), source=BALANCER, expect=1)
+    assert replies[0].message.startswith(f"too many failed authentications from {BALANCER};")

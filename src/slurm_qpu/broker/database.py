@@ -31,6 +31,7 @@ trivially this process's (one broker per file).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,9 +39,19 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 URL_SCHEMES = ("mysql://", "mariadb://")
-# PyMySQL's codes for a connection that is gone: server gone away, lost during a query,
-# cannot connect, and a connection PyMySQL itself found closed
-LOST = {2006, 2013, 2003, 2055, 0}
+# PyMySQL's codes for a connection that was gone before the statement went out (server
+# gone away, cannot connect, PyMySQL found it closed): retrying cannot run it twice. A
+# connection lost during a statement (2013) may have run it: only reads are retried then.
+GONE_BEFORE = {2006, 2003, 2055, 0}
+LOST_DURING = 2013
+# lock connections: at most this many jobs' locks held or awaited at once per broker
+# (MariaDB's default max_connections is 151, and slurmdbd uses the same server), and this
+# many kept idle for the next ones
+JOB_LOCKS = 48
+IDLE_LOCK_CONNECTIONS = 8
+# a lock connection idle this long is closed by the server, freeing its lock: what a
+# broker on a host that was lost (no FIN) holds comes free in minutes, not hours
+LOCK_IDLE_SECONDS = 300
 
 
 class DatabaseError(Exception):
@@ -82,7 +93,7 @@ class Sqlite:
         self.conn.close()
 
     @contextlib.contextmanager
-    def named_lock(self, name: str, timeout: float) -> Iterator[None]:
+    def named_lock(self, name: str, timeout: float, pooled: bool = True) -> Iterator[None]:
         yield  # one broker per file: its own locks already order its threads
 
     def leads(self, role: str) -> bool:
@@ -109,14 +120,23 @@ class MariaDB:
         self.conn = self._connect()
         # connections that hold (or held) named locks, one per lock while it is held
         self._idle_lock_conns: list[Any] = []
+        self._own: dict[str, Any] = {}  # unpooled lock name -> its connection
         self._leaders: dict[str, Any] = {}  # role -> the connection that holds its lock
         self._guard = threading.Lock()
+        self._job_slots = threading.BoundedSemaphore(JOB_LOCKS)
 
-    def _connect(self) -> Any:
+    def _connect(self, read_timeout: float = 60, idle: float | None = None) -> Any:
+        """A new connection; ``idle``: the server closes it after that long unused."""
+        from pymysql.constants import CLIENT
+
         try:
-            return self._pymysql.connect(**self._params, autocommit=True, charset="utf8mb4",
-                                         connect_timeout=10, read_timeout=60,
-                                         write_timeout=60)
+            conn = self._pymysql.connect(**self._params, autocommit=True, charset="utf8mb4",
+                                         connect_timeout=10, read_timeout=read_timeout,
+                                         write_timeout=60, client_flag=CLIENT.FOUND_ROWS)
+            if idle is not None:
+                with conn.cursor() as cursor:
+                    cursor.execute("SET SESSION wait_timeout=%s", (int(idle),))
+            return conn
         except self._pymysql.err.Error as exc:
             raise DatabaseError(f"cannot connect to the journal database {self.where}: "
                                 f"{_reason(exc)}") from None
@@ -138,7 +158,9 @@ class MariaDB:
             cursor.execute(query, tuple(params))
             return cursor
         except self._pymysql.err.OperationalError as exc:
-            if self._in_tx or exc.args[0] not in LOST:
+            read = query.lstrip()[:6].upper() == "SELECT"
+            if self._in_tx or not (exc.args[0] in GONE_BEFORE
+                                   or (exc.args[0] == LOST_DURING and read)):
                 raise
         except self._pymysql.err.InterfaceError:  # PyMySQL found the connection closed
             if self._in_tx:
@@ -166,15 +188,19 @@ class MariaDB:
 
     def close(self) -> None:
         with self._guard:
-            others = self._idle_lock_conns + list(self._leaders.values())
-            self._idle_lock_conns, self._leaders = [], {}
+            others = [*self._idle_lock_conns, *self._own.values(), *self._leaders.values()]
+            self._idle_lock_conns, self._own, self._leaders = [], {}, {}
         for conn in [self.conn, *others]:
             with contextlib.suppress(self._pymysql.err.Error):  # already gone
                 conn.close()
 
     def _lock_name(self, name: str) -> str:
-        """Named locks are the server's, not a database's: the database names them."""
-        return f"slurm-qpu:{self._params['database']}:{name}"[:64]
+        """Named locks are the server's, not a database's: the database names them (a
+        digest when that is longer than the server's 64 characters)."""
+        full = f"slurm-qpu:{self._params['database']}:{name}"
+        if len(full) > 64:
+            full = "slurm-qpu:" + hashlib.sha256(full.encode()).hexdigest()[:48]
+        return full
 
     @staticmethod
     def _one(conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
@@ -184,37 +210,76 @@ class MariaDB:
         return row[0] if row else None
 
     @contextlib.contextmanager
-    def named_lock(self, name: str, timeout: float) -> Iterator[None]:
+    def named_lock(self, name: str, timeout: float, pooled: bool = True) -> Iterator[None]:
         """Hold the server's lock ``name`` for the block, waiting up to ``timeout`` s for a
-        broker that holds it (DatabaseError past that, or when the server is away)."""
-        with self._guard:
-            conn = self._idle_lock_conns.pop() if self._idle_lock_conns else None
-        full = self._lock_name(name)
+        broker that holds it (DatabaseError past that, or when the server is away).
+        ``pooled``: a job's lock, on one of at most JOB_LOCKS connections; otherwise a
+        lock the caller takes one thread at a time, on a connection of its own (so that
+        a thread holding a job's lock never waits for a pooled connection for it)."""
+        if pooled and not self._job_slots.acquire(timeout=timeout):
+            raise DatabaseError(f"{JOB_LOCKS} jobs' locks are held or awaited in the "
+                                f"journal database {self.where}; {name!r} waited {timeout:g} s")
         try:
-            conn = conn or self._connect()
-            got = self._one(conn, "SELECT GET_LOCK(%s, %s)", (full, timeout))
-        except self._pymysql.err.Error as exc:
-            if conn is not None:
-                with contextlib.suppress(self._pymysql.err.Error):
-                    conn.close()
-            raise DatabaseError(f"cannot take the lock {name!r} in the journal database "
-                                f"{self.where}: {_reason(exc)}") from None
-        if got != 1:
-            with self._guard:
-                self._idle_lock_conns.append(conn)
-            raise DatabaseError(f"another broker has held the lock {name!r} in the journal "
-                                f"database {self.where} for over {timeout:g} s")
-        try:
-            yield
-        finally:
+            conn = self._take_lock_connection(name, pooled, timeout)
             try:
-                self._one(conn, "SELECT RELEASE_LOCK(%s)", (full,))
-            except self._pymysql.err.Error:
-                with contextlib.suppress(self._pymysql.err.Error):
-                    conn.close()  # the server frees the lock with the connection
-            else:
-                with self._guard:
-                    self._idle_lock_conns.append(conn)
+                yield
+            finally:
+                self._give_back(name, pooled, conn)
+        finally:
+            if pooled:
+                self._job_slots.release()
+
+    def _take_lock_connection(self, name: str, pooled: bool, timeout: float) -> Any:
+        full = self._lock_name(name)
+        for attempt in (1, 2):  # a kept connection the server closed: once on a new one
+            with self._guard:
+                if pooled:
+                    conn = self._idle_lock_conns.pop() if self._idle_lock_conns else None
+                else:
+                    conn = self._own.pop(name, None)
+            kept = conn is not None
+            try:
+                # the wait for the lock is a query: its read timeout must outlast it
+                conn = conn or self._connect(read_timeout=timeout + 30,
+                                             idle=LOCK_IDLE_SECONDS)
+                got = self._one(conn, "SELECT GET_LOCK(%s, %s)", (full, timeout))
+            except (self._pymysql.err.Error, DatabaseError) as exc:
+                if conn is not None:
+                    with contextlib.suppress(self._pymysql.err.Error):
+                        conn.close()
+                if kept and attempt == 1:
+                    continue  # an idle connection held no lock: safe to ask again
+                reason = str(exc) if isinstance(exc, DatabaseError) else _reason(exc)
+                raise DatabaseError(f"cannot take the lock {name!r} in the journal "
+                                    f"database {self.where}: {reason}") from None
+            if got != 1:
+                self._keep(name, pooled, conn)
+                raise DatabaseError(f"another broker has held the lock {name!r} in the "
+                                    f"journal database {self.where} for over {timeout:g} s")
+            return conn
+        raise AssertionError("unreachable")
+
+    def _give_back(self, name: str, pooled: bool, conn: Any) -> None:
+        try:
+            released = self._one(conn, "SELECT RELEASE_LOCK(%s)", (self._lock_name(name),))
+        except self._pymysql.err.Error:
+            released = None
+        if released != 1:  # the connection (and with it the lock) was lost meanwhile
+            with contextlib.suppress(self._pymysql.err.Error):
+                conn.close()
+            return
+        self._keep(name, pooled, conn)
+
+    def _keep(self, name: str, pooled: bool, conn: Any) -> None:
+        with self._guard:
+            if not pooled and name not in self._own:
+                self._own[name] = conn
+                return
+            if pooled and len(self._idle_lock_conns) < IDLE_LOCK_CONNECTIONS:
+                self._idle_lock_conns.append(conn)
+                return
+        with contextlib.suppress(self._pymysql.err.Error):
+            conn.close()
 
     def leads(self, role: str) -> bool:
         """Whether this broker holds ``role`` (taking it if no broker does)."""
@@ -227,7 +292,7 @@ class MariaDB:
                 with self._guard:
                     self._leaders[role] = conn
                 return True
-            conn = conn or self._connect()
+            conn = conn or self._connect(idle=LOCK_IDLE_SECONDS)
             if self._one(conn, "SELECT GET_LOCK(%s, 0)", (full,)) == 1:
                 with self._guard:
                     self._leaders[role] = conn
@@ -252,12 +317,12 @@ def _connection_params(url: str) -> tuple[str, dict[str, Any]]:
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     database = parts.path.lstrip("/")
-    if not database or "/" in database:
-        raise DatabaseError(f"journal URL {url}: expected mysql://USER@HOST[:PORT]/DATABASE")
-    if parts.password is not None:
+    if parts.password is not None:  # first: the URL must never be repeated with it
         raise DatabaseError("journal URL: put the password in a file and name it with "
                             "?password_file=PATH (a URL on the command line is visible "
                             "to every user of the host)")
+    if not database or "/" in database:
+        raise DatabaseError(f"journal URL {url}: expected mysql://USER@HOST[:PORT]/DATABASE")
     params: dict[str, Any] = {"user": unquote(parts.username or "slurm-qpu"),
                               "database": database}
     password_file = query.pop("password_file", None)

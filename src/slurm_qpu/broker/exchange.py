@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from slurm_qpu.broker.admission import Holding
-from slurm_qpu.broker.httpserver import CHUNK, BrokerRequestHandler, Refused, RequestBody
+from slurm_qpu.broker.httpserver import (
+    CHUNK,
+    BrokerRequestHandler,
+    Refused,
+    RequestBody,
+    client_address,
+    trusted_proxy,
+)
 
 if TYPE_CHECKING:
     from slurm_qpu.broker.server import Broker
@@ -199,10 +206,10 @@ class Routes(BrokerRequestHandler):
         last X-Forwarded-For entry (the one it appended; any earlier ones are the client's
         own words). Every per-address bound and the audit line use it."""
         address = str(self.client_address[0]) if self.client_address else "-"
-        if address in self.broker.limits.trusted_proxies:
+        if trusted_proxy(address, self.broker.limits.trusted_proxies):
             forwarded = self.headers.get_all("X-Forwarded-For") or []
-            last = ",".join(forwarded).split(",")[-1].strip()
-            if last:
+            last = client_address(",".join(forwarded).split(",")[-1])
+            if last:  # (anything but an address: the load balancer's own)
                 return last
         return address
 

@@ -40,7 +40,9 @@ bounded here, before any route runs (``ConnectionLimits``):
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import ipaddress
 import json
 import queue
 import re
@@ -384,6 +386,9 @@ class BrokerRequestHandler(BaseHTTPRequestHandler):
             if not reader.peek(1):  # the client closed its idle connection (or was evicted)
                 self.close_connection = True
                 return
+            if self.server.draining:  # stopping: a request that arrives now is not taken
+                self.close_connection = True
+                return
             reader.until(self.limits.header_seconds)
             reader.headers(self.limits.header_bytes)
             super().handle_one_request()
@@ -419,6 +424,32 @@ class _Connection:
     waiting: bool = True  # for its next request (idle, or its headers still arriving)
     since: float = field(default_factory=time.monotonic)
     evicted: bool = False
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: frozenset[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def trusted_proxy(host: str, proxies: frozenset[str]) -> bool:
+    """Whether ``host`` is one of the load balancers (addresses or networks) trusted to
+    say, in X-Forwarded-For, whose request it passes on."""
+    if not proxies:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(proxies))
+
+
+def client_address(text: str) -> str | None:
+    """An X-Forwarded-For entry as an address (canonical form), or None if it is none."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
 
 
 class BrokerHTTPServer(ThreadingHTTPServer):
@@ -462,7 +493,7 @@ class BrokerHTTPServer(ThreadingHTTPServer):
     def _room_for(self, host: str) -> tuple[str | None, _Connection | None]:
         """(None, a connection evicted to make room or None), or (why not, None)."""
         full_host = (self._open.get(host, 0) >= self.limits.per_client
-                     and host not in self.limits.trusted_proxies)
+                     and not trusted_proxy(host, self.limits.trusted_proxies))
         if not full_host and len(self._connections) < self.limits.connections:
             return None, None
         candidates = [c for c in self._connections.values() if c.waiting and not c.evicted
@@ -529,18 +560,21 @@ class BrokerHTTPServer(ThreadingHTTPServer):
     def drain(self, timeout: float) -> int:
         """Once the server no longer accepts: let the requests in progress finish, within
         ``timeout`` seconds, and end every connection. A connection waiting for a request
-        is closed at once (and each busy one after its answer); what is still busy at the
-        deadline is cut. Returns how many requests were cut."""
+        is closed (and each busy one after its answer); a request read from now on is not
+        taken. Returns once no connection is left (its thread is done with it), or at the
+        deadline, having cut what is still busy: how many requests were cut."""
         self.draining = True
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 idle = [c for c in self._connections.values() if c.waiting]
                 busy = [c for c in self._connections.values() if not c.waiting]
-            cut = busy if time.monotonic() >= deadline else []
-            for connection in idle + cut:
+            late = time.monotonic() >= deadline
+            for connection in idle + (busy if late else []):
                 with contextlib.suppress(OSError):
                     connection.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end
-            if not busy or cut:
-                return len(cut)
+            if not idle and not busy:
+                return 0
+            if late:
+                return len(busy)
             time.sleep(0.02)

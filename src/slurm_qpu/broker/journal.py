@@ -26,6 +26,7 @@ from slurm_qpu.broker.database import DatabaseError, is_url, open_database
 from slurm_qpu.usage import QpuUsage
 
 SCHEMA_VERSION = 3
+_MARIADB_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 # The tables, per database; the same columns in each. (`key` quoted: MariaDB reserves it.)
 SCHEMA: dict[str, tuple[str, ...]] = {
     "sqlite": (
@@ -50,30 +51,31 @@ SCHEMA: dict[str, tuple[str, ...]] = {
             PRIMARY KEY (name, vendor_job_id))""",
         "CREATE INDEX IF NOT EXISTS vendor_jobs_job ON vendor_jobs (job_id, gen)",
     ),
-    # InnoDB; names and ids as bounded VARCHARs (keys); seq orders a lease's held QPUs
-    # as SQLite's rowid does
+    # InnoDB; names and ids as bounded VARCHARs (keys), compared byte for byte as SQLite
+    # does (utf8mb4_bin: a vendor job id differing in case is another job); seq orders a
+    # lease's held QPUs as SQLite's rowid does; no TEXT defaults (MySQL refuses them:
+    # every INSERT names every column)
     "mariadb": (
         "CREATE TABLE IF NOT EXISTS meta (`key` VARCHAR(64) NOT NULL PRIMARY KEY, "
-        "value TEXT NOT NULL) ENGINE=InnoDB",
-        """CREATE TABLE IF NOT EXISTS leases (
+        f"value TEXT NOT NULL) {_MARIADB_TABLE}",
+        f"""CREATE TABLE IF NOT EXISTS leases (
             job_id BIGINT NOT NULL, gen INT NOT NULL, state VARCHAR(16) NOT NULL,
             user VARCHAR(255), uid BIGINT, names TEXT NOT NULL,
-            overrides TEXT NOT NULL DEFAULT '{}', error TEXT, salt VARCHAR(64) NOT NULL,
+            overrides TEXT NOT NULL, error TEXT, salt VARCHAR(64) NOT NULL,
             created_at DOUBLE NOT NULL, expires_at DOUBLE, released_at DOUBLE,
-            release_errors TEXT NOT NULL DEFAULT '[]', request TEXT,
-            selected TEXT NOT NULL DEFAULT '{}',
-            PRIMARY KEY (job_id, gen), KEY leases_state (state)) ENGINE=InnoDB""",
-        """CREATE TABLE IF NOT EXISTS held (
+            release_errors TEXT NOT NULL, request TEXT, selected TEXT NOT NULL,
+            PRIMARY KEY (job_id, gen), KEY leases_state (state)) {_MARIADB_TABLE}""",
+        f"""CREATE TABLE IF NOT EXISTS held (
             job_id BIGINT NOT NULL, gen INT NOT NULL, name VARCHAR(255) NOT NULL,
             type VARCHAR(64) NOT NULL, token TEXT NOT NULL, acquired_at DOUBLE NOT NULL,
             released_at DOUBLE, error TEXT, seq BIGINT NOT NULL AUTO_INCREMENT,
-            PRIMARY KEY (job_id, gen, name), UNIQUE KEY held_seq (seq)) ENGINE=InnoDB""",
-        """CREATE TABLE IF NOT EXISTS vendor_jobs (
+            PRIMARY KEY (job_id, gen, name), UNIQUE KEY held_seq (seq)) {_MARIADB_TABLE}""",
+        f"""CREATE TABLE IF NOT EXISTS vendor_jobs (
             job_id BIGINT NOT NULL, gen INT NOT NULL, name VARCHAR(255) NOT NULL,
             vendor_job_id VARCHAR(255) NOT NULL, created_at DOUBLE NOT NULL,
             shots BIGINT, qpu_seconds DOUBLE, counted INT NOT NULL DEFAULT 1,
             PRIMARY KEY (name, vendor_job_id), KEY vendor_jobs_job (job_id, gen))
-            ENGINE=InnoDB""",
+            {_MARIADB_TABLE}""",
     ),
 }
 # Each step takes a journal of the version before it to the next; a broker upgraded while
@@ -219,10 +221,11 @@ class Journal:
             raise JournalError(f"cannot migrate the broker journal {self.path} from schema "
                                f"version {version} to {SCHEMA_VERSION}: {exc}") from None
 
-    def named_lock(self, name: str, timeout: float = 120.0) -> Any:
-        """A lock every broker on this journal respects (broker/database.py); with
-        SQLite, one broker per file, it costs nothing."""
-        return self._db.named_lock(name, timeout)
+    def named_lock(self, name: str, timeout: float = 120.0, pooled: bool = True) -> Any:
+        """A lock every broker on this journal respects (broker/database.py; ``pooled``
+        False for a lock this process takes one thread at a time); with SQLite, one
+        broker per file, it costs nothing."""
+        return self._db.named_lock(name, timeout, pooled)
 
     def leads(self, role: str) -> bool:
         """Whether this broker runs ``role`` (the reaper, the availability watcher) now:
@@ -271,6 +274,20 @@ class Journal:
         if durable:
             self._sync(seq)  # outside the lock: the others read and commit meanwhile
 
+    def sync_all(self) -> None:
+        """fsync what is committed, whether or not an fsync already covered it."""
+        if self._group:
+            with self._sync_lock:
+                target = self._committed
+                try:
+                    os.fsync(self._wal_fd())
+                except OSError as exc:
+                    self._write_error = (f"cannot write the broker journal {self.path} to "
+                                         f"disk: {exc}")
+                    raise JournalError(self._write_error) from None
+                self._write_error = None
+                self._synced = max(self._synced, target)
+
     def sync(self) -> None:
         """Put every transaction committed so far on disk (after ``durable=False``)."""
         self._sync(self._committed)
@@ -296,8 +313,8 @@ class Journal:
         reached the disk and its file is still the one the broker opened (a journal removed
         or replaced under a running broker takes none of its later writes). The broker's
         health check asks this, so that a load balancer stops sending it nodes and jobs."""
-        if self._write_error:
-            raise JournalError(self._write_error)
+        if self._write_error:  # try again: once out of a load balancer, nothing else writes
+            self.sync_all()
         if self._identity is not None:
             try:
                 now = os.stat(self.path)
@@ -435,21 +452,29 @@ class Journal:
             held.released_at, held.error = (None if error else now), error
 
     def set_state(self, lease: LeaseRecord, state: State, *, error: str | None = None,
-                  release_errors: list[str] | None = None, now: float | None = None) -> None:
+                  release_errors: list[str] | None = None, now: float | None = None,
+                  expect: State | None = None) -> bool:
+        """Move the lease to ``state``; with ``expect``, only from that state (another
+        broker on the journal may have moved it meanwhile): whether it moved."""
         now = time.time() if now is None else now
         released_at = now if state is State.RELEASED else None
         with self._tx(single=True) as db:
-            db.execute("UPDATE leases SET state=?, error=COALESCE(?, error), released_at=?, "
-                       "release_errors=? WHERE job_id=? AND gen=?",
-                       (state.value, error, released_at,
-                        json.dumps(lease.release_errors if release_errors is None
-                                   else release_errors), lease.job_id,
-                        lease.gen))
+            moved = db.execute(
+                "UPDATE leases SET state=?, error=COALESCE(?, error), released_at=?, "
+                "release_errors=? WHERE job_id=? AND gen=?"
+                + (" AND state=?" if expect is not None else ""),
+                (state.value, error, released_at,
+                 json.dumps(lease.release_errors if release_errors is None
+                            else release_errors), lease.job_id, lease.gen,
+                 *((expect.value,) if expect is not None else ()))).rowcount
+        if expect is not None and moved != 1:
+            return False
         lease.state, lease.released_at = state, released_at
         if error:
             lease.error = error
         if release_errors is not None:
             lease.release_errors = release_errors
+        return True
 
     # ------------------------------------------------------------------ vendor jobs
 

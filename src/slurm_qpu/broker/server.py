@@ -57,6 +57,7 @@ class Broker:
         self.http = Pool(connect_timeout=10.0, read_timeout=self.limits.upstream_timeout)
         self._upstreams: dict[tuple[str, str], Upstream] = {}
         self._up_lock = threading.Lock()
+        self._journal_errors: dict[str, float] = {}  # message -> when last logged
         self._server: BrokerHTTPServer | None = None
 
     # ------------------------------------------------------------------ upstreams
@@ -88,6 +89,17 @@ class Broker:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
                          name="broker-http", daemon=True).start()
         return f"http://{host}:{server.server_address[1]}"
+
+    def note_journal_error(self, message: str, every: float = 10.0) -> bool:
+        """Whether to log this journal error: each message once per ``every`` seconds."""
+        now = time.monotonic()
+        with self._up_lock:
+            if now - self._journal_errors.get(message, -every) < every:
+                return False
+            if len(self._journal_errors) > 100:
+                self._journal_errors.clear()
+            self._journal_errors[message] = now
+            return True
 
     def stop(self, drain: float = 0.0) -> int:
         """Stop accepting, let the requests in progress finish within ``drain`` seconds
@@ -148,7 +160,9 @@ class BrokerHandler(NodeApi, Proxy):
             except (JournalError, *self.service.journal.errors) as exc:  # type: ignore[misc]
                 # the journal's database is away (a MariaDB restart, a full disk): nothing
                 # was granted that is not written; 503 makes prologs and SDKs try again
-                log.error("%s %s: the journal is unavailable: %s", self.command, path, exc)
+                if self.broker.note_journal_error(str(exc)):  # not every request's line
+                    log.error("%s %s: the journal is unavailable: %s", self.command, path,
+                              exc)
                 if not ex.responded:
                     ex.error(503, f"the broker's journal is unavailable ({exc}); try again",
                              {"Retry-After": "2", "Connection": "close"})

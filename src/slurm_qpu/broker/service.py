@@ -31,7 +31,7 @@ from slurm_qpu.acquire.pipeline import (
 )
 from slurm_qpu.acquire.vendor_status import QpuStatus
 from slurm_qpu.broker.availability import Availability
-from slurm_qpu.broker.journal import Held, Journal, LeaseRecord, State
+from slurm_qpu.broker.journal import Held, Journal, JournalError, LeaseRecord, State
 from slurm_qpu.broker.metrics import BrokerMetrics
 from slurm_qpu.broker.tokens import TokenBook
 from slurm_qpu.config import ConfigError, QrmiConfig, ResourceDef, load_config
@@ -159,7 +159,7 @@ class LeaseService:
     @contextlib.contextmanager
     def _choosing_lock(self) -> Iterator[None]:
         """One selecting request at a time, in this process and on every broker."""
-        with self._choosing, self.journal.named_lock("choosing"):
+        with self._choosing, self.journal.named_lock("choosing", pooled=False):
             yield
 
     # ------------------------------------------------------------------ acquire
@@ -300,7 +300,18 @@ class LeaseService:
         with self.journal.transaction():  # one write and one fsync for both
             for held in last:
                 self.journal.add_held(lease, held)
-            self.journal.set_state(lease, State.ACQUIRED)
+            # only from acquiring: a broker sharing the journal that found this lease
+            # half-made (this broker lost its database lock meanwhile) has undone it
+            taken = self.journal.set_state(lease, State.ACQUIRED, expect=State.ACQUIRING)
+        if not taken:
+            log.error("job %s: another broker on the journal took this acquisition over "
+                      "while the vendors were asked (this broker's lock in the database was "
+                      "lost); releasing what this broker got", request.job_id)
+            _, final = self._release_held(lease)
+            if final is not None:
+                self.journal.mark_held_released(lease, *final)
+            raise JournalError(f"job {request.job_id}'s acquisition was taken over by "
+                               "another broker; ask again")
         log.info("job %s: acquired %s for %s", request.job_id, ",".join(job_plan.names),
                  user or "?")
         return Outcome(lease, job_plan.refused)

@@ -124,7 +124,8 @@ def add_parser(sub: Any) -> None:
                         help="failed authentications one address may have at once "
                         "(default %(default)s)")
     limits.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
-                        help="the address of a load balancer in front (HAProxy with option "
+                        help="the address (or network) of a load balancer in front (HAProxy "
+                        "with option "
                         "forwardfor): its connections are not capped per address, and its "
                         "requests count as the client's that X-Forwarded-For names last; "
                         "repeatable (default: none, X-Forwarded-For is ignored)")
@@ -142,6 +143,20 @@ def add_parser(sub: Any) -> None:
 
 class StartupError(Exception):
     pass
+
+
+def trusted_proxies(values: list[str]) -> frozenset[str]:
+    """--trusted-proxy values as networks (an address is a network of one)."""
+    import ipaddress
+
+    out = set()
+    for value in values:
+        try:
+            out.add(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise StartupError(f"--trusted-proxy {value}: not an address or a network "
+                               "(e.g. 10.0.0.5 or 10.0.0.0/29)") from None
+    return frozenset(out)
 
 
 def check_secret_file(path: Path) -> None:
@@ -213,6 +228,7 @@ def main(args: argparse.Namespace) -> int:
         config = ConfigSource(config_path)
         resources = config.get().resources
         _logging(args.log_level, args.audit_log, config, args.log_format)
+        trusted = trusted_proxies(args.trusted_proxy)
         journal_path = args.journal
         if not is_url(journal_path):
             _prepare_journal_dir(Path(journal_path))
@@ -236,7 +252,7 @@ def main(args: argparse.Namespace) -> int:
         per_client=args.max_connections_per_client, idle_seconds=args.idle_timeout,
         header_seconds=args.header_timeout, body_seconds=args.body_timeout,
         auth_failures=args.auth_failures, auth_burst=args.auth_failures_burst,
-        trusted_proxies=frozenset(args.trusted_proxy)),
+        trusted_proxies=trusted),
                     node_uids=frozenset({0, *args.node_uid}))
     stop = threading.Event()
 
