@@ -1,7 +1,7 @@
 #!/bin/bash
 # Entry point of every slurm-qpu cluster container: start the daemons of one role, in the
 # foreground of the last one, logging under /var/log/slurm (a host directory per node).
-#   entrypoint.sh mariadb|controller|compute|login|broker|emulator
+#   entrypoint.sh mariadb|controller|compute|login|front|broker|emulator
 set -euo pipefail
 role=${1:?role}
 log=/var/log/slurm
@@ -37,6 +37,10 @@ mariadb)
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'%' IDENTIFIED BY 'slurmdbpass';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'%';
+-- the brokers' journal, in the server accounting already needs (docs/operations.md)
+CREATE DATABASE IF NOT EXISTS slurm_qpu CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'slurmqpu'@'%' IDENTIFIED BY 'slurmqpupass';
+GRANT ALL ON slurm_qpu.* TO 'slurmqpu'@'%';
 SQL
     wait
     ;;
@@ -71,20 +75,29 @@ broker)
     start_munge  # node calls are authenticated with MUNGE
     # the credentials arrive as a secret; the broker wants them its own and private
     install -d -m 0755 /etc/slurm-qpu
-    install -o slurmqpu -g slurmqpu -m 0600 /run/secrets/qrmi_config.json /etc/slurm-qpu/
-    chown slurmqpu:slurmqpu /var/lib/slurm-qpu-broker && chmod 0700 /var/lib/slurm-qpu-broker
+    install -o slurmqpu -g slurmqpu -m 0600 /run/secrets/qrmi_config.json \
+        /run/secrets/journal.password /etc/slurm-qpu/
     logfile broker.log slurmqpu; logfile broker-audit.log slurmqpu
+    wait_port mariadb 3306 120
+    # jobs reach both brokers as http://broker:8291, HAProxy's address: its
+    # X-Forwarded-For names each node
+    front=$(getent hosts broker | awk '{print $1; exit}')
     exec runuser -u slurmqpu -- /usr/local/bin/slurm-qpu broker \
         --config /etc/slurm-qpu/qrmi_config.json --host 0.0.0.0 --port 8291 \
-        --public-url http://broker:8291 --journal /var/lib/slurm-qpu-broker/journal.db \
+        --public-url http://broker:8291 --trusted-proxy "$front" \
+        --journal "mysql://slurmqpu@mariadb/slurm_qpu?password_file=/etc/slurm-qpu/journal.password" \
         --audit-log "$log/broker-audit.log" --reap-interval "${REAP_INTERVAL:-60}" \
         --status-interval "${STATUS_INTERVAL:-60}" >>"$log/broker.log" 2>&1
+    ;;
+front)
+    logfile haproxy.log root
+    exec haproxy -db -f /etc/haproxy/haproxy.cfg >>"$log/haproxy.log" 2>&1
     ;;
 emulator)
     exec /usr/local/bin/slurm-qpu-emulator --host 0.0.0.0 --port 8290 \
         --public-url http://emulator:8290 >>"$log/emulator.log" 2>&1
     ;;
 *)
-    echo "unknown role $role (mariadb|controller|compute|login|broker|emulator)" >&2; exit 2
+    echo "unknown role $role (mariadb|controller|compute|login|front|broker|emulator)" >&2; exit 2
     ;;
 esac

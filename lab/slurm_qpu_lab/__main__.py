@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu_lab.cluster import Lab, LabError
-from slurm_qpu_lab.docker_cluster import NODES, ClusterError, DockerCluster
+from slurm_qpu_lab.docker_cluster import BROKERS, NODES, ClusterError, DockerCluster
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo-job.sh"
 
@@ -84,7 +84,10 @@ def docker_demo(cluster: DockerCluster) -> int:
     print("--- what the vendor (the emulator container) saw")
     for line in vendor_view(cluster.emulator_requests()[seen:]):
         print(line)
-    print_audit_excerpt(cluster.log_dir("broker") / "broker-audit.log", job_id)
+    # two brokers on one MariaDB journal behind HAProxy: each logs what it served
+    for broker in BROKERS:
+        print_audit_excerpt(cluster.log_dir(broker) / "broker-audit.log", job_id,
+                            f" of {broker}")
     print(textwrap.dedent(f"""
         The cluster is still running (containers slurm-qpu-*). Log into the login node:
           docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l

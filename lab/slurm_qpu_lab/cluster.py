@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slurm_qpu_lab import haproxy
+
 DEFAULT_USER = "qpuuser"
 
 
@@ -394,24 +396,11 @@ class Lab:
         self.write_plugstack()
 
     def _start_haproxy(self) -> None:
-        shipped = (self.source or Path(__file__).resolve().parents[2]) / "examples" / \
-            "haproxy" / "slurm-qpu-broker.cfg"
         host, port = self.load_balancer_url.removeprefix("http://").split(":")
-        broker = self.broker_url.removeprefix("http://")
-        lines = []
-        for line in shipped.read_text().splitlines():
-            word = line.split()[0] if line.split() else ""
-            if word in ("log", "stats"):
-                continue  # no syslog, no /run/haproxy in the lab: its stderr is its log
-            if word == "bind":
-                line = f"    bind {host}:{port}"
-            elif word == "server":
-                if "backup" in line:
-                    continue
-                line = f"    server broker1 {broker} check"
-            lines.append(line)
+        text = haproxy.render(f"{host}:{port}",
+                              [("broker1", self.broker_url.removeprefix("http://"))])
         cfg = self.etc / "haproxy.cfg"
-        cfg.write_text("\n".join(lines) + "\n")
+        cfg.write_text(text)
         self._stop_pid("haproxy")
 
         def listens() -> None:

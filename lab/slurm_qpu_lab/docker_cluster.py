@@ -1,11 +1,14 @@
 """The docker test cluster: what a real site runs, one container per host on one network.
 
-    mariadb      MariaDB, accounting's database
+    mariadb      MariaDB: accounting's database, and the brokers' journal
     controller   slurmctld + slurmdbd
     c1 c2        compute nodes, partition ``normal``
     q1           the compute node beside the QPUs, partition ``quantum`` (qpu GRES)
     emulator     ``slurm-qpu-emulator``: the vendors' clouds
-    broker       ``slurm-qpu broker``: the only holder of the QPU credentials
+    broker       HAProxy with the shipped configuration, in front of both brokers: the
+                 one address nodes and jobs know (http://broker:8291)
+    broker1 broker2  ``slurm-qpu broker`` on one MariaDB journal, both serving: the only
+                 holders of the QPU credentials
     login        where users run sbatch/salloc/srun
 
 No container registry answers here, so the base image is imported from a debootstrap root
@@ -33,6 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slurm_qpu_lab import haproxy
 from slurm_qpu_lab.chroot import CACHE, debian_mirror
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ BASE_PACKAGES = (
     "slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
     "openmpi-bin", "python3-mpi4py", "python3", "python3-venv", "libpython3.11", "tini",
     "procps", "iproute2", "ca-certificates", "passwd", "hostname", "netbase", "less",
+    "haproxy",
 )
 EXTRAS = "ibm,pasqal,qrmi"  # the emulator is its own distribution (emulator/)
 USERS = {"alice": 2001, "bob": 2002}
@@ -65,6 +70,8 @@ POLICY: dict[str, dict[str, Any]] = {
 GENERATED_SLURM_CONF = ("Licenses=", "JobSubmitPlugins=", "AccountingStorageTRES=")
 BROKER_PORT = 8291
 EMULATOR_PORT = 8290
+BROKERS = ("broker1", "broker2")
+JOURNAL_PASSWORD = "slurmqpupass"  # the brokers' MariaDB user (docker/entrypoint.sh makes it)
 
 
 class ClusterError(RuntimeError):
@@ -82,7 +89,8 @@ class Node:
 
 
 NODES = (Node("mariadb", "mariadb"), Node("emulator", "emulator"),
-         Node("controller", "controller"), Node("broker", "broker"),
+         Node("controller", "controller"), Node("broker", "front"),
+         *(Node(name, "broker") for name in BROKERS),
          Node("c1", "compute"), Node("c2", "compute"), Node("q1", "compute"),
          Node("login", "login"))
 COMPUTE = tuple(n.name for n in NODES if n.role == "compute")
@@ -300,22 +308,26 @@ class DockerCluster:
     def home(self) -> Path:
         return self.root / "home"
 
-    @property
-    def broker_state(self) -> Path:
-        return self.root / "broker-state"
-
     def up(self) -> None:
         started = time.monotonic()
         self.build()
         self.down(quiet=True)
         # a new cluster numbers its jobs from 1 again: nothing of the last one may remain
-        for d in ("log", "secrets", "home", "broker-state"):
+        for d in ("log", "secrets", "home", "haproxy"):
             shutil.rmtree(self.root / d, ignore_errors=True)
-        self.broker_state.mkdir(parents=True)
         secrets = self.root / "secrets"
         secrets.mkdir(mode=0o700)
         (secrets / "qrmi_config.json").write_text(json.dumps(self.qpu_config(), indent=2))
         (secrets / "qrmi_config.json").chmod(0o600)
+        (secrets / "journal.password").write_text(JOURNAL_PASSWORD + "\n")
+        (secrets / "journal.password").chmod(0o600)
+        front = self.root / "haproxy"
+        front.mkdir(exist_ok=True)
+        # the shipped configuration, in front of both brokers, following docker's DNS (the
+        # brokers start after it)
+        (front / "haproxy.cfg").write_text(haproxy.render(
+            f"0.0.0.0:{BROKER_PORT}", [(b, f"{b}:{BROKER_PORT}") for b in BROKERS],
+            resolvers="127.0.0.11:53"))
         for user, uid in USERS.items():
             home = self.home / user
             home.mkdir(parents=True, exist_ok=True)
@@ -335,8 +347,8 @@ class DockerCluster:
             volumes[str(self.home)] = {"bind": "/home", "mode": "rw"}
         if node.role == "broker":
             volumes[str(self.root / "secrets")] = {"bind": "/run/secrets", "mode": "ro"}
-            volumes[str(self.broker_state)] = {"bind": "/var/lib/slurm-qpu-broker",
-                                                "mode": "rw"}
+        if node.role == "front":
+            volumes[str(self.root / "haproxy")] = {"bind": "/etc/haproxy", "mode": "ro"}
         env = {"REAP_INTERVAL": str(self.reap_interval),
                "STATUS_INTERVAL": str(self.status_interval)}
         return self.client.containers.run(
@@ -386,8 +398,11 @@ class DockerCluster:
                    timeout)
         self._wait("the emulator", lambda: self._http_ok(
             "emulator", EMULATOR_PORT, "/_emulator/requests"), timeout)
-        self._wait("the broker", lambda: self._http_ok("broker", BROKER_PORT, "/v1/health"),
-                   timeout)
+        for broker in BROKERS:
+            self._wait(broker, partial(self._http_ok, broker, BROKER_PORT, "/v1/health"),
+                       timeout)
+        self._wait("the brokers through HAProxy",
+                   lambda: self._http_ok("broker", BROKER_PORT, "/v1/health"), timeout)
 
     def address(self, node: str) -> str:
         c = self.client.containers.get(f"slurm-qpu-{node}")
@@ -474,11 +489,23 @@ class DockerCluster:
                            + self.collect_logs())
 
     def journal(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Query the broker's journal (its state directory is a host directory)."""
-        import sqlite3
+        """Query the brokers' journal (SQLite's SQL; in MariaDB, reached from the host)."""
+        import pymysql
 
-        with sqlite3.connect(self.broker_state / "journal.db") as db:
-            return list(db.execute(sql, args))
+        conn = pymysql.connect(host=self.address("mariadb"), user="slurmqpu",
+                               password=JOURNAL_PASSWORD, database="slurm_qpu",
+                               connect_timeout=10, autocommit=True)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), args)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
+    def broker_logs(self, name: str = "broker.log") -> str:
+        """What both brokers logged (the reaper runs on whichever leads)."""
+        return "\n".join((self.log_dir(b) / name).read_text(errors="replace")
+                         for b in BROKERS if (self.log_dir(b) / name).exists())
 
     # ----------------------------------------------------------------- logs
     def collect_logs(self, lines: int = 60) -> str:

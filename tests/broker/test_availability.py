@@ -104,6 +104,18 @@ def test_an_unavailable_qpu_gets_a_reservation_of_all_its_licenses(
     assert sum(c[0] == "create" for c in scontrol.calls) == 1
 
 
+def test_a_broker_not_leading_the_watcher_knows_the_status_but_holds_nothing(
+        vendor: Vendor, scontrol: FakeScontrol) -> None:
+    # several brokers on one journal: each answers /v1/status, one holds jobs in Slurm
+    vendor.down["qa"] = "maintenance"
+    qa, _ = watcher(vendor, scontrol).check(follow=False)
+    assert (qa.state, qa.reason, qa.held) == ("unavailable", "maintenance", False)
+    assert not [c for c in scontrol.calls if c[0] in ("create", "delete")]
+    scontrol.reservations.add("qpu_maint_qa")  # the leading broker's hold
+    qa, _ = watcher(vendor, scontrol).check(follow=False)
+    assert qa.held  # seen, not made
+
+
 def test_the_reservation_goes_when_the_qpu_is_back(vendor: Vendor,
                                                    scontrol: FakeScontrol) -> None:
     vendor.down["qa"] = "maintenance"

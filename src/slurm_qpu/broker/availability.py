@@ -90,13 +90,15 @@ class Availability:
         return [known.get(r.name) or QpuStatus(r.name, r.current_type)
                 for r in self._config().resources]
 
-    def check(self) -> list[QpuStatus]:
+    def check(self, follow: bool = True) -> list[QpuStatus]:
+        """Ask the vendors; ``follow``: also hold or free the QPUs' jobs in Slurm (one
+        broker does, of several on a journal: every one keeps the status it answers)."""
         config = self._config()
         held = self._current_holds()
         for rdef in config.resources:
             status = probe(rdef, self._factory, clock=self._clock)
             status.held = rdef.name in held if held is not None else False
-            if self._reservations is not None and held is not None:
+            if follow and self._reservations is not None and held is not None:
                 self._follow(rdef, status)
             with self._lock:
                 self._status[rdef.name] = status

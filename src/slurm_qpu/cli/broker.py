@@ -256,32 +256,36 @@ def main(args: argparse.Namespace) -> int:
                     node_uids=frozenset({0, *args.node_uid}))
     stop = threading.Event()
 
-    def every(interval: float, what: str, work: Callable[[], object]) -> Callable[[], None]:
-        """Run ``work`` every ``interval`` s while this broker leads ``what``: one broker
-        at a time per journal (journal.leads), another one taking over if it dies."""
+    def every(interval: float, what: str,
+              work: Callable[[bool], object]) -> Callable[[], None]:
+        """Run ``work(leading)`` every ``interval`` s; ``leading``: this broker holds
+        ``what`` (journal.leads: one broker at a time per journal, another one taking
+        over if it dies)."""
         def loop() -> None:
             leading: bool | None = None
             while not stop.is_set():
                 try:
                     now = journal.leads(what)
                     if now != leading and (now or leading is not None):
-                        log.info("%s: %s", what, "this broker runs it" if now else
-                                 "another broker on the journal runs it")
+                        log.info("%s: %s", what, "this broker leads it" if now else
+                                 "another broker on the journal leads it")
                     leading = now
-                    if now:
-                        work()
+                    work(now)
                 except Exception:
                     log.exception("%s pass failed", what)
                 stop.wait(interval)
         return loop
 
-    watchers: list[tuple[str, float, Callable[[], object]]] = [
-        ("reaper", args.reap_interval, service.reap)]
+    # the reaper on the leading broker only; the vendors' status on every broker (each
+    # answers /v1/status), the Slurm holds that follow it from the leading one
+    watchers: list[tuple[str, float, Callable[[bool], object]]] = [
+        ("reaper", args.reap_interval, lambda leading: leading and service.reap())]
     if args.status_interval > 0:
-        service.availability = Availability(
+        availability = service.availability = Availability(
             service.config.get, service.factory,
             Reservations(args.scontrol) if args.hold_unavailable else None)
-        watchers.append(("availability", args.status_interval, service.availability.check))
+        watchers.append(("availability", args.status_interval,
+                         lambda leading: availability.check(follow=leading)))
 
     try:
         url = broker.start(args.host, args.port)
