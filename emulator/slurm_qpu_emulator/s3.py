@@ -595,4 +595,3 @@ def presign(config: EmulatorConfig, method: str, url: str, expires: int,
 
 def object_url(base_url: str, bucket: str, key: str) -> str:
     return f"{base_url.rstrip('/')}/{quote(bucket)}/{quote(key, safe='/~')}"
-

@@ -504,4 +504,3 @@ def test_presigned_sigv2_errors(server: Server, store: S3Service,
         assert response.status_code == 403
         assert (xml_field(response.content, "Code"),
                 xml_field(response.content, "Message")) == (code, message)
-

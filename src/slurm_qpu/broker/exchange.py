@@ -212,4 +212,3 @@ class Routes(BrokerRequestHandler):
             if last:  # (anything but an address: the load balancer's own)
                 return last
         return address
-

@@ -192,4 +192,3 @@ class BrokerHandler(NodeApi, Proxy):
                        ex.bytes_out, (time.monotonic() - ex.started) * 1000, self.peer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
-
