@@ -418,18 +418,18 @@ class Lab:
 
     def stop_broker(self, kill: bool = False) -> None:
         """Stop the broker (``kill``: SIGKILL, as a crash would)."""
+        if not kill:
+            self._stop_pid("broker")
+            return
         pidfile = self.root / "run" / "broker.pid"
         with contextlib.suppress(FileNotFoundError, ValueError):
             pid = int(pidfile.read_text().strip())
-            if kill:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                for _ in range(50):
-                    if not _alive(pid):
-                        break
-                    time.sleep(0.1)
-            else:
-                _stop(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
             pidfile.unlink()
 
     def _write_slurm_conf(self) -> None:
