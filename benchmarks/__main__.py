@@ -21,6 +21,7 @@ SECTIONS = {
     "broker": "benchmarks.broker",  # 3 and 6 (broker RSS)
     "proxy": "benchmarks.proxy",  # 4
     "reference": "benchmarks.reference",  # 5
+    "ha": "benchmarks.ha",  # 7: one broker on SQLite against two on MariaDB (issue 19)
 }
 ROOT = Path(__file__).resolve().parents[1]
 

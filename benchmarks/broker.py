@@ -33,7 +33,7 @@ import multiprocessing.pool
 import resource
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -227,6 +227,7 @@ class RoundResult:
     munged_cpu: float
     client_cpu: float
     errors: list[str]
+    others_cpu: float = 0.0  # the processes named in ``others`` (a database, HAProxy)
 
     @property
     def rate(self) -> float:
@@ -254,10 +255,18 @@ class LoadGenerator:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def round(self, url: str, kind: str, jobs: int, seconds: float, broker_pid: int,
-              period: float = 0.0) -> RoundResult:
+    def round(self, url: str, kind: str, jobs: int, seconds: float,
+              broker_pid: int | Sequence[int], period: float = 0.0,
+              others: Sequence[int] = ()) -> RoundResult:
         """``jobs`` jobs for ``seconds`` (after WARMUP), back to back or ``period``-paced;
-        the broker's, munged's and the generator's CPU time inside the window."""
+        the broker's (or brokers'), munged's, ``others``' and the generator's CPU time
+        inside the window."""
+        brokers = [broker_pid] if isinstance(broker_pid, int) else list(broker_pid)
+
+        def cpu() -> tuple[float, float, float]:
+            return (sum(map(cpu_seconds, brokers)), cpu_seconds(munged),
+                    sum(map(cpu_seconds, others)))
+
         procs = min(self.workers, jobs)
         start_at = time.time() + 0.2  # every process has its task by then
         window = (start_at + WARMUP, start_at + WARMUP + seconds)
@@ -271,9 +280,9 @@ class LoadGenerator:
         pending = self.pool.map_async(_worker, tasks, chunksize=1)
         munged = munged_pid()
         time.sleep(max(0.0, window[0] - time.time()))
-        cpu0 = cpu_seconds(broker_pid), cpu_seconds(munged)
+        cpu0 = cpu()
         time.sleep(max(0.0, window[1] - time.time()))
-        cpu1 = cpu_seconds(broker_pid), cpu_seconds(munged)
+        cpu1 = cpu()
         results: list[WorkerResult] = pending.get(timeout=seconds + 300)
         errors = [e for r in results for e in r.errors]
         if any("MUNGE" in e for e in errors):  # munged went away: no round to count
@@ -283,7 +292,8 @@ class LoadGenerator:
         # ones that end in it would miss a paced job's cycles that hold their lease past it
         cycles = [c for r in results for c in r.cycles if window[0] <= c.began < window[1]]
         return RoundResult(kind, jobs, seconds, cycles, cpu1[0] - cpu0[0],
-                           cpu1[1] - cpu0[1], sum(r.cpu_seconds for r in results), errors)
+                           cpu1[1] - cpu0[1], sum(r.cpu_seconds for r in results), errors,
+                           cpu1[2] - cpu0[2])
 
 
 # ---------------------------------------------------------------------- item 3

@@ -130,31 +130,37 @@ def emulator(workdir: Path, *, job_seconds: float = 0.0) -> tuple[Process, str, 
 
 
 def broker(workdir: Path, resources: list[dict[str, Any]], *,
-           profile: Path | None = None) -> tuple[Process, str]:
+           profile: Path | None = None, journal: str | None = None, name: str = "broker",
+           public_url: str | None = None, extra: tuple[str, ...] = ()) -> tuple[Process, str]:
     """``slurm-qpu broker`` with its production defaults (journal synchronous=FULL, audit
     log to a file) except: no per-job rate limit (the load generator is one job making
     hundreds of requests a second; the bucket itself costs a lock and two floats), and no
     Slurm (the reaper's squeue is /bin/false and runs once, at start-up; no vendor
-    status watcher)."""
+    status watcher). ``journal``: a MariaDB journal URL instead of a fresh SQLite file;
+    ``name``: its log's and audit log's name (several brokers in one directory)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    config = workdir / "broker-qrmi_config.json"
+    config = workdir / f"{name}-qrmi_config.json"
     config.write_text(json.dumps({"resources": resources}))
     config.chmod(0o600)  # the broker refuses a config others can read
-    for old in workdir.glob("journal.sqlite*"):  # a fresh broker: no lease of a past run
-        old.unlink()
-    args = ["broker", "--config", str(config), "--journal", str(workdir / "journal.sqlite"),
-            "--host", "127.0.0.1", "--port", str(port), "--public-url", url,
-            "--audit-log", str(workdir / "audit.log"),
+    if journal is None:
+        for old in workdir.glob("journal.sqlite*"):  # a fresh broker: no lease of a past run
+            old.unlink()
+        journal = str(workdir / "journal.sqlite")
+    args = ["broker", "--config", str(config), "--journal", journal,
+            "--host", "127.0.0.1", "--port", str(port), "--public-url", public_url or url,
+            "--audit-log", str(workdir / f"{'audit' if name == 'broker' else name + '-audit'}"
+                                         ".log"),
             "--rate-limit", "1000000", "--burst", "1000000",
-            "--squeue", "/bin/false", "--reap-interval", "3600", "--status-interval", "0"]
+            "--squeue", "/bin/false", "--reap-interval", "3600", "--status-interval", "0",
+            *extra]
     if profile is None:
         argv, env = [*slurm_qpu_command(), *args], None
     else:
         argv = [sys.executable, "-m", "benchmarks.profiled", str(profile), *args]
         env = {"PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    return Process("broker", workdir, argv, _answers(f"{url}/v1/health"), env), url
+    return Process(name, workdir, argv, _answers(f"{url}/v1/health"), env), url
 
 
 def _accepts(port: int) -> Callable[[], bool]:

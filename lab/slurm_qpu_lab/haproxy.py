@@ -33,3 +33,17 @@ def render(bind: str, servers: list[tuple[str, str]], *, resolvers: str | None =
     if resolvers:
         lines += ["", "resolvers lab", f"    nameserver dns {resolvers}", "    hold valid 1s"]
     return "\n".join(lines) + "\n"
+
+
+HAPROXY = "/usr/sbin/haproxy"
+
+
+def ensure_installed() -> str:
+    """Debian's HAProxy, installed without starting its service (the labs and benchmarks
+    run their own, by PID); its path."""
+    if not Path(HAPROXY).exists():
+        import subprocess
+
+        subprocess.run([str(SHIPPED.parents[2] / "tools" / "install-deps.sh"), "--no-start",
+                        "haproxy"], check=True)
+    return HAPROXY

@@ -107,3 +107,25 @@ def _processes_mentioning(text: str) -> list[int]:
             if text in cmdline:
                 found.append(int(proc.name))
     return found
+
+
+def test_the_high_availability_section_leases_through_both_brokers_and_stops_everything(
+        tmp_path: Path) -> None:
+    from benchmarks import ha
+
+    opts = Options(quick=True, workdir=tmp_path, source=Path(__file__).parents[2])
+    (section,) = ha.run(opts, loads=((2, None), (2, 20.0)), seconds=0.5)
+    assert section.key == "ha"
+    _rows_have_numbers(section)
+    # two rows (rate, latency) per load for each of the two set-ups beside the baseline
+    assert len(section.rows) == 2 * 2 * 2
+    assert any("one broker, SQLite 0, one broker, MariaDB 0, two brokers, MariaDB, "
+               "HAProxy 0." in n for n in section.notes)
+    assert not any("failed" in n for n in section.notes)
+    # behind HAProxy both brokers granted and released leases of the one journal
+    for name in ("broker1", "broker2"):
+        audit = (tmp_path / "mariadb-two" / f"{name}-audit.log").read_text()
+        assert 'route="POST /v1/leases/' in audit and 'route="DELETE /v1/leases/' in audit
+        assert "client=127.0.0.1" in audit
+    assert not _processes_mentioning(str(tmp_path))
+    assert not any("Traceback" in log.read_text() for log in tmp_path.rglob("*.log"))

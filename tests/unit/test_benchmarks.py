@@ -70,7 +70,7 @@ def test_an_unknown_section_is_refused_with_the_known_ones(
 ) -> None:
     with pytest.raises(SystemExit):
         main(["--only", "nosuch"])
-    assert "unknown section(s) nosuch; known: slurm, broker, proxy, reference" in \
+    assert "unknown section(s) nosuch; known: slurm, broker, proxy, reference, ha" in \
         capsys.readouterr().err
 
 

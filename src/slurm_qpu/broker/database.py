@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import ssl
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -44,11 +45,18 @@ URL_SCHEMES = ("mysql://", "mariadb://")
 # connection lost during a statement (2013) may have run it: only reads are retried then.
 GONE_BEFORE = {2006, 2003, 2055, 0}
 LOST_DURING = 2013
-# lock connections: at most this many jobs' locks held or awaited at once per broker
-# (MariaDB's default max_connections is 151, and slurmdbd uses the same server), and this
-# many kept idle for the next ones
-JOB_LOCKS = 48
-IDLE_LOCK_CONNECTIONS = 8
+# lock connections: at most this many jobs' locks held or awaited at once per broker, all
+# kept open for the next ones (a new connection costs the server a login and PyMySQL a TLS
+# set-up: with 100 prologs at once, opening them was most of the broker's CPU,
+# BENCHMARKS.md item 7). MariaDB's default max_connections is 151 and slurmdbd uses the
+# same server: three brokers hold about 105.
+JOB_LOCKS = 24
+IDLE_LOCK_CONNECTIONS = JOB_LOCKS
+# journal connections: the broker's threads read and write the journal on up to this many
+# at once (one each, for as long as a journal call or transaction lasts), so that one
+# thread's round trip or commit does not hold up the others and the server can commit
+# them together; with JOB_LOCKS and the leaders' two, three brokers hold about 105
+JOURNAL_CONNECTIONS = 8
 # a lock connection idle this long is closed by the server, freeing its lock: what a
 # broker on a host that was lost (no FIN) holds comes free in minutes, not hours
 LOCK_IDLE_SECONDS = 300
@@ -63,8 +71,8 @@ def is_url(where: str) -> bool:
 
 
 class Sqlite:
-    """A SQLite file: the connection the journal shares between its threads (under its
-    own lock)."""
+    """A SQLite file: the connection the journal shares between its threads, one thread
+    at a time (``exclusive``)."""
 
     kind = "sqlite"
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
@@ -73,6 +81,12 @@ class Sqlite:
         self.where = path
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                     check_same_thread=False)
+        self._exclusive = threading.RLock()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Any]:
+        """What a thread holds while it uses the database (re-entrant): the one
+        connection, to itself."""
+        return self._exclusive
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(sql, params)
@@ -102,7 +116,9 @@ class Sqlite:
 
 class MariaDB:
     """A MariaDB (or MySQL) database, through PyMySQL, in autocommit mode except inside
-    ``begin``/``commit``."""
+    ``begin``/``commit``. Each thread uses a connection of its own while it holds
+    ``exclusive()`` (at most JOURNAL_CONNECTIONS at once, kept open for the next ones): the
+    database, not this process, orders what they do."""
 
     kind = "mariadb"
 
@@ -115,9 +131,16 @@ class MariaDB:
         self._pymysql = pymysql
         self.errors: tuple[type[Exception], ...] = (pymysql.err.Error,)
         self.where, self._params = _connection_params(url)
-        self._in_tx = False
         self._sql: dict[str, str] = {}
-        self.conn = self._connect()
+        # TLS to the server, as PyMySQL's default ("preferred": used when the server
+        # offers it) decided once, by the first connection: the later ones reuse its
+        # context (making one loads the system's CA store, ~15 ms of CPU) or go without.
+        # Not over a local socket, where it protects nothing.
+        self._tls: Any = False if "unix_socket" in self._params else None
+        self._local = threading.local()  # the thread's connection, depth, transaction
+        self._slots = threading.BoundedSemaphore(JOURNAL_CONNECTIONS)
+        self._idle_conns: list[Any] = [self._connect()]  # (reachable, or an error now)
+        self._closed = False
         # connections that hold (or held) named locks, one per lock while it is held
         self._idle_lock_conns: list[Any] = []
         self._own: dict[str, Any] = {}  # unpooled lock name -> its connection
@@ -129,10 +152,16 @@ class MariaDB:
         """A new connection; ``idle``: the server closes it after that long unused."""
         from pymysql.constants import CLIENT
 
+        tls = {} if self._tls is None else \
+            {"ssl_disabled": True} if self._tls is False else {"ssl": self._tls}
         try:
-            conn = self._pymysql.connect(**self._params, autocommit=True, charset="utf8mb4",
-                                         connect_timeout=10, read_timeout=read_timeout,
-                                         write_timeout=60, client_flag=CLIENT.FOUND_ROWS)
+            conn = self._pymysql.connect(**self._params, **tls, autocommit=True,
+                                         charset="utf8mb4", connect_timeout=10,
+                                         read_timeout=read_timeout, write_timeout=60,
+                                         client_flag=CLIENT.FOUND_ROWS)
+            if self._tls is None:  # the first: did the server take TLS?
+                taken = isinstance(getattr(conn, "_sock", None), ssl.SSLSocket)
+                self._tls = getattr(conn, "ctx", None) if taken else False
             if idle is not None:
                 with conn.cursor() as cursor:
                     cursor.execute("SET SESSION wait_timeout=%s", (int(idle),))
@@ -151,46 +180,104 @@ class MariaDB:
                 .replace("ORDER BY rowid", "ORDER BY seq"))
         return done
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A connection of this thread's own for the block (re-entrant: the outermost
+        block takes it and gives it back), waiting for one of JOURNAL_CONNECTIONS."""
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+            return
+        if not self._slots.acquire(timeout=60):
+            raise DatabaseError(f"no connection to the journal database {self.where} came "
+                                f"free in 60 s ({JOURNAL_CONNECTIONS} are in use)")
+        try:
+            with self._guard:
+                local.conn = self._idle_conns.pop() if self._idle_conns else None
+            local.depth, local.in_tx = 1, False
+            try:
+                yield
+            finally:
+                conn, local.conn, local.depth = local.conn, None, 0
+                if local.in_tx and conn is not None:  # an error left a transaction open
+                    with contextlib.suppress(self._pymysql.err.Error):
+                        conn.close()
+                    conn = None
+                if conn is not None:
+                    with self._guard:
+                        if not self._closed:
+                            self._idle_conns.append(conn)
+                            conn = None
+                    if conn is not None:
+                        with contextlib.suppress(self._pymysql.err.Error):
+                            conn.close()
+        finally:
+            self._slots.release()
+
+    @property
+    def conn(self) -> Any:
+        """This thread's connection (opened on its first statement)."""
+        local = self._local
+        if not getattr(local, "depth", 0):
+            raise AssertionError("a journal statement outside MariaDB.exclusive()")
+        if local.conn is None:
+            local.conn = self._connect()
+        return local.conn
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if not getattr(self._local, "depth", 0):
+            with self.exclusive():
+                return self.execute(sql, params)
         query = self._translate(sql)
+        in_tx = self._local.in_tx
         try:
             cursor = self.conn.cursor()
             cursor.execute(query, tuple(params))
             return cursor
         except self._pymysql.err.OperationalError as exc:
             read = query.lstrip()[:6].upper() == "SELECT"
-            if self._in_tx or not (exc.args[0] in GONE_BEFORE
-                                   or (exc.args[0] == LOST_DURING and read)):
+            if in_tx or not (exc.args[0] in GONE_BEFORE
+                             or (exc.args[0] == LOST_DURING and read)):
                 raise
         except self._pymysql.err.InterfaceError:  # PyMySQL found the connection closed
-            if self._in_tx:
+            if in_tx:
                 raise
-        self.conn = self._connect()  # once: a server that restarted, an idle timeout
-        cursor = self.conn.cursor()
+        with contextlib.suppress(self._pymysql.err.Error):
+            self._local.conn.close()
+        # once: a server that restarted, an idle timeout
+        self._local.conn = self._connect()
+        cursor = self._local.conn.cursor()
         cursor.execute(query, tuple(params))
         return cursor
 
     def script(self, statements: Iterable[str]) -> None:
-        for statement in statements:
-            self.execute(statement)
+        with self.exclusive():
+            for statement in statements:
+                self.execute(statement)
 
     def begin(self) -> None:
         self.execute("START TRANSACTION")
-        self._in_tx = True
+        self._local.in_tx = True
 
     def commit(self) -> None:
-        self._in_tx = False
+        self._local.in_tx = False
         self.conn.commit()
 
     def rollback(self) -> None:
-        self._in_tx = False
+        self._local.in_tx = False
         self.conn.rollback()
 
     def close(self) -> None:
         with self._guard:
-            others = [*self._idle_lock_conns, *self._own.values(), *self._leaders.values()]
-            self._idle_lock_conns, self._own, self._leaders = [], {}, {}
-        for conn in [self.conn, *others]:
+            self._closed = True
+            others = [*self._idle_conns, *self._idle_lock_conns, *self._own.values(),
+                      *self._leaders.values()]
+            self._idle_conns, self._idle_lock_conns, self._own, self._leaders = [], [], {}, {}
+        for conn in others:
             with contextlib.suppress(self._pymysql.err.Error):  # already gone
                 conn.close()
 

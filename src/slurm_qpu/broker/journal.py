@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -165,13 +165,12 @@ class Journal:
     def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
         """``path``: a SQLite file, or a mysql:// URL (broker/database.py)."""
         self.path = str(path)
-        self._lock = threading.RLock()
+        self._thread = threading.local()  # whether this thread has a transaction open
         self._sync_lock = threading.Lock()  # one fsync at a time; the others wait for it
         self._committed = 0  # transactions committed so far (counted under _lock)
         self._synced = 0  # how many of them an fsync has covered
         self._wal: int | None = None  # the WAL's file descriptor, for the group fsync
         self._group = False
-        self._open = False  # a transaction is open (only read or set under _lock)
         self._write_error: str | None = None  # the last fsync's failure, until one succeeds
         self._identity: tuple[int, int] | None = None  # the file opened (device, inode)
         try:
@@ -208,6 +207,21 @@ class Journal:
                                "upgrade slurm-qpu or move the file away")
         elif int(version) < SCHEMA_VERSION:
             self._migrate(int(version))
+
+    @property
+    def _lock(self) -> AbstractContextManager[Any]:
+        """Held around every use of the database: SQLite's one connection to this thread
+        alone, or a MariaDB connection of this thread's own (broker/database.py)."""
+        return self._db.exclusive()
+
+    @property
+    def _open(self) -> bool:
+        """This thread has a transaction() open."""
+        return bool(getattr(self._thread, "open", False))
+
+    @_open.setter
+    def _open(self, value: bool) -> None:
+        self._thread.open = value
 
     def _migrate(self, version: int) -> None:
         try:
