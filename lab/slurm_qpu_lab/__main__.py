@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ def docker_demo(cluster: DockerCluster) -> int:
     for broker in BROKERS:
         print_audit_excerpt(cluster.log_dir(broker) / "broker-audit.log", job_id,
                             f" of {broker}")
+    if state == "COMPLETED":
+        state = failover_demo(cluster, script)
     print(textwrap.dedent(f"""
         The cluster is still running (containers slurm-qpu-*). Log into the login node:
           docker exec -it -u alice -w /home/alice slurm-qpu-login bash -l
@@ -98,6 +101,50 @@ def docker_demo(cluster: DockerCluster) -> int:
     if state != "COMPLETED":
         print(cluster.collect_logs(), file=sys.stderr)
     return 0 if state == "COMPLETED" else 1
+
+
+def failover_demo(cluster: DockerCluster, script: str) -> str:
+    """The same job again, broker1 killed (SIGKILL) while it runs: its SDK calls after
+    that go through HAProxy to broker2, and the epilog's release too. broker1 is started
+    again afterwards. The job's final state."""
+    victim = f"slurm-qpu-{BROKERS[0]}"
+    flag = "/home/alice/demo-failover-go"
+    cluster.exec("login", f"rm -f {flag}")
+    lines = script.splitlines()
+    last = max(k for k, line in enumerate(lines) if line.startswith("#SBATCH"))
+    # the job waits for the demo to kill broker1 before its tasks and its QPU calls run
+    lines.insert(last + 1, f'echo "job $SLURM_JOB_ID is running; the demo kills '
+                           f'{BROKERS[0]} now"\nwhile [ ! -e {flag} ]; do sleep 0.5; done')
+    print(f"\n$ sbatch --job-name=qpu-failover demo-job.sh   (the same job; {BROKERS[0]} is "
+          "killed while it runs)")
+    job_id = cluster.sbatch("\n".join(lines) + "\n", "--job-name=qpu-failover",
+                            "-o", "failover-%j.out")
+    out = cluster.home / "alice" / f"failover-{job_id}.out"
+    deadline = time.monotonic() + 300
+    while not (out.exists() and "is running" in out.read_text()):
+        if time.monotonic() > deadline or cluster.job_state(job_id) not in (
+                "PENDING", "CONFIGURING", "RUNNING", "UNKNOWN"):
+            break
+        time.sleep(0.5)
+    container = cluster.client.containers.get(victim)
+    container.kill()  # SIGKILL: what a crash or a lost host does
+    print(f"$ docker kill {victim}   (SIGKILL, while job {job_id} holds its QPU)")
+    cluster.exec("login", f"touch {flag}")
+    try:
+        state = cluster.wait_job(job_id)
+    finally:
+        container.start()
+    print(f"job {job_id}: {state}\n--- output (/home/alice/failover-{job_id}.out)")
+    print(out.read_text().rstrip() if out.exists() else "(no output file)")
+    for broker in BROKERS:
+        print_audit_excerpt(cluster.log_dir(broker) / "broker-audit.log", job_id,
+                            f" of {broker}")
+    lease = cluster.journal("SELECT state FROM leases WHERE job_id=?", job_id)
+    drained = cluster.exec("login", "sinfo -h -t drain,down -o %N").out.strip()
+    print(f"lease of job {job_id}: {', '.join(s for (s,) in lease) or '?'} (released by the "
+          f"epilog through {BROKERS[1]}); drained nodes: {drained or 'none'}; "
+          f"{BROKERS[0]} started again")
+    return state
 
 
 def docker_main(action: str) -> int:

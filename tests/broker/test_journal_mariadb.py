@@ -1,10 +1,11 @@
 """The journal in MariaDB: where it is said by a URL that holds no secret, a server that
-restarts under it, a server that is down (the health check says so), and a broker whose
-leases are there."""
+restarts under it, a server that is down (the health check says so), a broker whose
+leases are there, and a journal of an older slurm-qpu upgraded by brokers starting on it."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from harness import StartBroker, fake_credential, read_ledger, sim_resources
 
 from slurm_qpu.broker.client import BrokerClient, BrokerError
 from slurm_qpu.broker.database import DatabaseError, _connection_params
-from slurm_qpu.broker.journal import Held, Journal, JournalError, State
+from slurm_qpu.broker.journal import SCHEMA_VERSION, Held, Journal, JournalError, State
 from slurm_qpu_lab.mariadb import MariaDBServer
+from slurm_qpu_lab.old_journal import make_v1
 
 
 def test_a_server_restart_between_two_writes_loses_nothing(
@@ -226,3 +228,72 @@ def test_a_password_in_the_url_is_never_repeated(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError) as raised:
         _connection_params("mysql://u:s3cret@db/")
     assert "s3cret" not in str(raised.value)
+
+
+def v1_journal(mariadb_server: MariaDBServer, name: str) -> str:
+    """A MariaDB journal of schema version 1 holding job 9's lease of sim_a, with one
+    vendor job."""
+    url = mariadb_server.create_database(name)
+
+    def execute(sql: str) -> object:
+        return mariadb_server.sql(sql, name)
+
+    make_v1(execute)
+    execute("INSERT INTO leases VALUES (9, 1, 'acquired', 'alice', 1000, '[\"sim_a\"]', "
+            "'{}', NULL, 's', 1000.0, 5000.0, NULL, '[]')")
+    execute("INSERT INTO held (job_id, gen, name, type, token, acquired_at) VALUES "
+            "(9, 1, 'sim_a', 'local-simulator', 'tok-a', 1001.0)")
+    execute("INSERT INTO vendor_jobs VALUES (9, 1, 'sim_a', 'vj-1', 1002.0)")
+    return url
+
+
+def test_a_version_1_mariadb_journal_is_migrated_and_keeps_its_lease(
+        mariadb_server: MariaDBServer) -> None:
+    journal = Journal(v1_journal(mariadb_server, "journal_v1_one"))
+    assert journal._meta("schema_version") == str(SCHEMA_VERSION)
+    [lease] = journal.active()
+    held = lease.holds("sim_a")
+    assert held is not None and (lease.job_id, lease.state, held.token) == (
+        9, State.ACQUIRED, "tok-a")
+    assert (lease.request, lease.selected) == (None, {})
+    assert journal.owns_vendor_job(lease, "sim_a", "vj-1")
+    journal.add_vendor_job(lease, "sim_a", "vj-2", shots=100)
+    journal.set_vendor_job_usage(lease, "sim_a", "vj-2", qpu_seconds=1.5)
+    [usage] = journal.usage(lease)
+    assert (usage.vendor_jobs, usage.shots, usage.qpu_seconds) == (2, 100, 1.5)
+    journal.close()
+
+
+def test_brokers_upgraded_at_once_migrate_the_journal_once_between_them(
+        mariadb_server: MariaDBServer) -> None:
+    url = v1_journal(mariadb_server, "journal_v1_many")
+    opened: list[Journal] = []
+    failures: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(Journal(url))
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures and len(opened) == 4
+    for journal in opened:
+        assert journal._meta("schema_version") == str(SCHEMA_VERSION)
+        assert [lease.job_id for lease in journal.active()] == [9]
+        journal.close()
+
+
+def test_a_migration_a_broker_left_half_way_is_finished_by_the_next(
+        mariadb_server: MariaDBServer) -> None:
+    url = v1_journal(mariadb_server, "journal_v1_half")
+    # a broker stopped after adding the first column of step 2 (MariaDB's ALTER commits)
+    mariadb_server.sql("ALTER TABLE vendor_jobs ADD COLUMN shots BIGINT", "journal_v1_half")
+    journal = Journal(url)
+    assert journal._meta("schema_version") == str(SCHEMA_VERSION)
+    assert [lease.job_id for lease in journal.active()] == [9]
+    journal.close()

@@ -1,7 +1,8 @@
 """Two brokers on one MariaDB journal behind HAProxy, as docs/operations.md sets them up:
-many jobs at once make one vendor session each whichever broker their nodes reach, and a
-broker killed while jobs run costs them nothing: their calls and the new jobs go through
-the other, every lease is released and every session closed."""
+many jobs at once make one vendor session each whichever broker their nodes reach, a
+broker killed while jobs run costs them nothing (their calls and the new jobs go through
+the other, every lease is released and every session closed), and brokers upgraded onto
+the journal of an older slurm-qpu migrate it and keep its leases."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from jobs import (
     wait_until,
 )
 
+from slurm_qpu.broker.journal import SCHEMA_VERSION
 from slurm_qpu_emulator.admin import EmulatorAdmin
 from slurm_qpu_lab.docker_cluster import BROKERS, DockerCluster
+from slurm_qpu_lab.old_journal import make_v1
 
 TWO_NODES = f"#!/bin/bash\n#SBATCH --qpu={QPU} -N2 --ntasks-per-node=1 --no-requeue\n"
 
@@ -102,3 +105,35 @@ def test_mariadb_restarted_while_jobs_start_loses_nothing(
         assert len(tokens) == 1
         assert_session_closed(admin, tokens.pop())
     assert cluster.exec("login", "sinfo -h -t drain,down -o %N").out.strip() == ""
+
+
+def test_brokers_started_on_the_journal_of_an_older_slurm_qpu_migrate_it_and_keep_its_leases(
+        cluster: DockerCluster) -> None:
+    containers = [cluster.client.containers.get(f"slurm-qpu-{b}") for b in BROKERS]
+    for container in containers:
+        container.stop(timeout=30)
+    try:
+        # what a slurm-qpu of schema version 1 left: a lease it granted and released
+        make_v1(cluster.journal)
+        cluster.journal("INSERT INTO leases VALUES (7, 1, 'released', 'alice', 1001, "
+                        "'[\"ibm_manila\"]', '{}', NULL, 's', 1000.0, 5000.0, 1500.0, '[]')")
+        cluster.journal("INSERT INTO held (job_id, gen, name, type, token, acquired_at, "
+                        "released_at) VALUES (7, 1, 'ibm_manila', "
+                        "'ibm-quantum-compute-service', 'old-session', 1001.0, 1500.0)")
+    finally:
+        for container in containers:  # both at once: they migrate it one at a time
+            container.start()
+        for broker in BROKERS:
+            wait_until(f"{broker} back", lambda b=broker: cluster._http_ok(b, 8291,
+                                                                           "/v1/health"), 120)
+    assert cluster.journal("SELECT value FROM meta WHERE `key`='schema_version'") == [
+        (str(SCHEMA_VERSION),)]
+    assert lease_states(cluster, 7) == ["released"]
+    assert cluster.journal("SELECT selected FROM leases WHERE job_id=7") == [("{}",)]
+    job_id = cluster.sbatch(f"#!/bin/bash\n#SBATCH --qpu={QPU}\n" + "srun hostname\n")
+    assert cluster.wait_job(job_id, timeout=300) == "COMPLETED", output_of(cluster, job_id)
+    wait_until(f"job {job_id}'s lease released",
+               lambda: lease_states(cluster, job_id) == ["released"], 120)
+    logs = cluster.broker_logs()
+    assert f"from schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in logs
+    assert "Traceback" not in logs

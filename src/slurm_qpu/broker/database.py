@@ -45,6 +45,7 @@ URL_SCHEMES = ("mysql://", "mariadb://")
 # connection lost during a statement (2013) may have run it: only reads are retried then.
 GONE_BEFORE = {2006, 2003, 2055, 0}
 LOST_DURING = 2013
+DUPLICATE_COLUMN = 1060  # ALTER TABLE ... ADD COLUMN of a column already there
 # lock connections: at most this many jobs' locks held or awaited at once per broker, all
 # kept open for the next ones (a new connection costs the server a login and PyMySQL a TLS
 # set-up: with 100 prologs at once, opening them was most of the broker's CPU,

@@ -10,6 +10,7 @@ half-way through still knows what to release when it starts again. A job that ru
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -22,8 +23,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from slurm_qpu.broker.database import DatabaseError, is_url, open_database
+from slurm_qpu.broker.database import DUPLICATE_COLUMN, DatabaseError, is_url, open_database
 from slurm_qpu.usage import QpuUsage
+
+log = logging.getLogger("slurm_qpu.broker")
 
 SCHEMA_VERSION = 3
 _MARIADB_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -78,15 +81,29 @@ SCHEMA: dict[str, tuple[str, ...]] = {
             {_MARIADB_TABLE}""",
     ),
 }
-# Each step takes a journal of the version before it to the next; a broker upgraded while
-# jobs hold leases opens the old file, migrates it in one transaction and carries on.
-# (MariaDB journals began at version 3: a step after it needs its statements for both.)
-MIGRATIONS = {
-    2: ("ALTER TABLE vendor_jobs ADD COLUMN shots INTEGER",  # usage records (issue 7)
-        "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds REAL",
-        "ALTER TABLE vendor_jobs ADD COLUMN counted INTEGER NOT NULL DEFAULT 1"),
-    3: ("ALTER TABLE leases ADD COLUMN request TEXT",  # --qpu=any: selections (issue 7)
-        "ALTER TABLE leases ADD COLUMN selected TEXT NOT NULL DEFAULT '{}'"),
+# Each step takes a journal of the version before it to the next, in each database's SQL;
+# a broker upgraded while jobs hold leases opens the old journal, migrates it and carries
+# on. SQLite migrates in one transaction. MariaDB cannot (its ALTER TABLE commits), so its
+# brokers migrate one at a time (a named lock), each step recorded when done, and a column
+# a broker stopped half-way already added is taken as added; a TEXT column gets its value
+# by UPDATE, as MySQL allows TEXT no default.
+MIGRATIONS: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {  # usage records (issue 7)
+        "sqlite": ("ALTER TABLE vendor_jobs ADD COLUMN shots INTEGER",
+                   "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds REAL",
+                   "ALTER TABLE vendor_jobs ADD COLUMN counted INTEGER NOT NULL DEFAULT 1"),
+        "mariadb": ("ALTER TABLE vendor_jobs ADD COLUMN shots BIGINT",
+                    "ALTER TABLE vendor_jobs ADD COLUMN qpu_seconds DOUBLE",
+                    "ALTER TABLE vendor_jobs ADD COLUMN counted INT NOT NULL DEFAULT 1"),
+    },
+    3: {  # --qpu=any: selections (issue 7)
+        "sqlite": ("ALTER TABLE leases ADD COLUMN request TEXT",
+                   "ALTER TABLE leases ADD COLUMN selected TEXT NOT NULL DEFAULT '{}'"),
+        "mariadb": ("ALTER TABLE leases ADD COLUMN request TEXT",
+                    "ALTER TABLE leases ADD COLUMN selected TEXT",
+                    "UPDATE leases SET selected='{}' WHERE selected IS NULL",
+                    "ALTER TABLE leases MODIFY selected TEXT NOT NULL"),
+    },
 }
 
 
@@ -225,12 +242,29 @@ class Journal:
 
     def _migrate(self, version: int) -> None:
         try:
-            with self._tx() as db:
+            if self._db.kind == "sqlite":
+                with self._tx() as db:
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        for statement in MIGRATIONS[step]["sqlite"]:
+                            db.execute(statement)
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                               (str(SCHEMA_VERSION),))
+                log.info("migrated the journal %s from schema version %d to %d", self.path,
+                         version, SCHEMA_VERSION)
+                return
+            with self.named_lock("schema", pooled=False), self._lock:
+                # another broker may have migrated it while this one waited
+                version = int(self._meta("schema_version") or SCHEMA_VERSION)
                 for step in range(version + 1, SCHEMA_VERSION + 1):
-                    for statement in MIGRATIONS[step]:
-                        db.execute(statement)
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                           (str(SCHEMA_VERSION),))
+                    for statement in MIGRATIONS[step]["mariadb"]:
+                        try:
+                            self._db.execute(statement)
+                        except self._db.errors as exc:
+                            if not (exc.args and exc.args[0] == DUPLICATE_COLUMN):
+                                raise
+                    self._set_meta("schema_version", str(step))
+                    log.info("migrated the journal %s from schema version %d to %d",
+                             self.path, step - 1, step)
         except self.errors as exc:
             raise JournalError(f"cannot migrate the broker journal {self.path} from schema "
                                f"version {version} to {SCHEMA_VERSION}: {exc}") from None
