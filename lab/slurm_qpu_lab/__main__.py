@@ -39,7 +39,7 @@ def print_audit_excerpt(audit: Path, job_id: int, where: str = "") -> None:
     lines = [ln.split(": ", 1)[-1] for ln in audit.read_text().splitlines()
              if f"job={job_id} " in ln] if audit.exists() else []
     print(f"--- the broker's audit log{where}: {len(lines)} request(s) of job {job_id}, e.g.")
-    for line in lines[:2] + (["..."] if len(lines) > 4 else []) + lines[-2:]:
+    for line in lines if len(lines) <= 4 else [*lines[:2], "...", *lines[-2:]]:
         print(line)
 
 
