@@ -10,6 +10,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_qpu_lab import haproxy
+from slurm_qpu_lab.certificates import Certificates
 
 DEFAULT_USER = "qpuuser"
 
@@ -119,6 +121,8 @@ class Lab:
     # broker URLs the plugstack line names before the lab's own broker (failover tests)
     brokers_before: tuple[str, ...] = field(default=(), init=False, repr=False)
     load_balancer: bool = field(default=False, init=False)  # HAProxy in front of the broker
+    # the broker over TLS (use_tls): a site CA's certificate for its address
+    tls: Certificates | None = field(default=None, init=False)
     _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -190,7 +194,7 @@ class Lab:
 
     @property
     def broker_url(self) -> str:
-        return f"http://{self._subnet}.1:{8390 + self.slot}"
+        return f"{'https' if self.tls else 'http'}://{self._subnet}.1:{8390 + self.slot}"
 
     @property
     def load_balancer_url(self) -> str:
@@ -344,7 +348,8 @@ class Lab:
                 f"venv={self.prefix}/lib/slurm-qpu/venv state_dir={self.root}/nodes/%n "
                 f"log_level=debug pytrace={self.pytrace} peer_timeout=30"
                 + (f" broker={','.join((*self.brokers_before, self.front_url))} "
-                   "broker_timeout=20" if self.broker else ""))
+                   "broker_timeout=20" if self.broker else "")
+                + (f" broker_ca={self.tls.ca}" if self.broker and self.tls else ""))
 
     def write_plugstack(self) -> None:
         """plugstack.conf for the current mode (each job's prolog and steps read it anew)."""
@@ -366,11 +371,16 @@ class Lab:
         extra arguments ``use_broker`` was given."""
         args = self._broker_args
         self.stop_broker()
-        host, port = self.broker_url.removeprefix("http://").split(":")
+        host, port = self.broker_url.split("//")[1].split(":")
         self.broker_journal.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tls = self.tls
+        verify = ssl.create_default_context(cafile=str(tls.ca)) if tls else None
+        if tls:
+            args = (*args, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
 
         def healthy() -> None:
-            with urllib.request.urlopen(f"{self.broker_url}/v1/health", timeout=1):
+            with urllib.request.urlopen(f"{self.broker_url}/v1/health", timeout=1,
+                                        context=verify):
                 pass
 
         self._spawn("broker", "the broker",
@@ -381,6 +391,22 @@ class Lab:
                      "--log-level", "debug", *args,
                      *(["--trusted-proxy", f"{self._subnet}.1"] if self.load_balancer else [])],
                     healthy, timeout=30, env=self.env())
+
+    def use_tls(self, on: bool) -> None:
+        """Serve the broker over TLS with a certificate of a site CA made here (its CA file
+        readable by the jobs), or plain HTTP again; the broker restarts and plugstack.conf
+        names it by https with broker_ca= the CA."""
+        if on:
+            from slurm_qpu_lab.certificates import make
+
+            directory = self.root / "tls"
+            self.tls = make(directory, names=("broker",), addresses=(f"{self._subnet}.1",))
+            directory.chmod(0o755)
+            self.tls.ca.chmod(0o644)
+        else:
+            self.tls = None
+        self.start_broker()
+        self.write_plugstack()
 
     def use_load_balancer(self, on: bool) -> None:
         """Put HAProxy (Debian's) in front of the broker, with the configuration the

@@ -2,7 +2,8 @@
 
     required spank_qpu.so [CONFIG] [config=PATH] [names=PATH] [state_dir=DIR] [log_level=LEVEL]
                           [peer_timeout=SECONDS] [scontrol=PATH] [broker=URL[,URL...]]
-                          [broker_timeout=SECONDS] [log_json=PATH] [profile=DIR]
+                          [broker_timeout=SECONDS] [broker_ca=PATH] [log_json=PATH]
+                          [profile=DIR]
                           [--env:NAME=VALUE ...]
 
 A bare first argument is the config path, as for spank_qrmi, so its plugstack line works
@@ -59,6 +60,9 @@ class PluginSettings:
     # is needed (or should be) on the compute nodes
     broker: str | None = None
     broker_timeout: float = 60.0  # how long a prolog keeps trying a broker that is down
+    # https brokers: the CA bundle that verifies them, for the node and, as the jobs'
+    # SSL_CERT_FILE and REQUESTS_CA_BUNDLE defaults, for their SDKs; None: the system's
+    broker_ca: str | None = None
     log_json: str | None = None  # also log JSON lines (job id on each) to this file
     # write a cProfile of every callback here (DIR/<callback>-<pid>.prof): where a job's
     # milliseconds go (make bench uses it); off in production
@@ -103,10 +107,11 @@ def parse_args(args: list[str]) -> PluginSettings:
             values["state_dir"] = value
         elif key in ("scontrol", "squeue", "sacctmgr"):
             values[key] = value
-        elif key in ("log_json", "profile"):
+        elif key in ("log_json", "profile", "broker_ca"):
             if not value.startswith("/"):
-                example = ("/var/log/slurm-qpu/plugin.json" if key == "log_json"
-                           else "/var/tmp/slurm-qpu-profile")
+                example = {"log_json": "/var/log/slurm-qpu/plugin.json",
+                           "profile": "/var/tmp/slurm-qpu-profile",
+                           "broker_ca": "/etc/ssl/certs/ca-certificates.crt"}[key]
                 raise SettingsError(f"plugstack argument {key}={value}: expected an "
                                     f"absolute path, e.g. {key}={example}")
             values[key] = value

@@ -18,6 +18,7 @@ from slurm_qpu.broker.journal import Journal
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.server import Broker
 from slurm_qpu.broker.service import ConfigSource, LeaseService
+from slurm_qpu.broker.tls import ServerTLS
 from slurm_qpu.munge import Decoded, MungeError
 
 if TYPE_CHECKING:
@@ -69,9 +70,10 @@ class BrokerUnderTest:
     config_path: Path
     journal_path: Path
     jobs: LiveJobs
+    ca_file: str | None = None  # an https broker: the CA nodes verify it with
 
     def node(self, uid: int = 0) -> BrokerClient:
-        return BrokerClient(self.url, deadline=2.0,
+        return BrokerClient(self.url, deadline=2.0, ca_file=self.ca_file,
                             encode=lambda payload: fake_credential(payload, uid))
 
     def acquire(self, job_id: int, qpus: str, **kw: Any) -> dict[str, Any]:
@@ -99,7 +101,8 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
 
     def start(resources: list[dict[str, Any]], *, limits: Limits | None = None,
               journal: Path | None = None, jobs: LiveJobs | None = None,
-              port: int = 0) -> BrokerUnderTest:
+              port: int = 0, tls: ServerTLS | None = None,
+              ca_file: str | None = None) -> BrokerUnderTest:
         config_path = tmp_path / "qrmi_config.json"
         config_path.write_text(json.dumps({"resources": resources}))
         config_path.chmod(0o600)
@@ -109,9 +112,10 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
                                ConfigSource(config_path), public_url="http://unset",
                                squeue=jobs, release_backoff=0.01)  # type: ignore[arg-type]
         broker = Broker(service, limits or Limits(), decode=fake_decode)
-        url = _start(broker, port)
+        url = _start(broker, port, tls)
         service.public_url = url
-        under = BrokerUnderTest(broker, service, url, config_path, journal_path, jobs)
+        under = BrokerUnderTest(broker, service, url, config_path, journal_path, jobs,
+                                ca_file)
         started.append(under)
         return under
 
@@ -121,10 +125,11 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
         under.service.journal.close()
 
 
-def _start(broker: Broker, port: int) -> str:
+def _start(broker: Broker, port: int, tls: ServerTLS | None = None) -> str:
     """Broker.start, with a short poll interval: stopping then takes milliseconds, not the
     standard library's half second (many brokers start and stop in this tier)."""
-    return broker.start("127.0.0.1", port, poll_interval=0.02)
+    return broker.start("127.0.0.1", port, poll_interval=0.02,
+                        tls=tls.context if tls else None)
 
 
 def set_job_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from slurm_qpu.broker.availability import Availability, Reservations
 from slurm_qpu.cli.jobs import explain, parse_squeue
-from slurm_qpu.cli.status import broker_url, render_status
+from slurm_qpu.cli.status import broker_url, plugstack_value, render_status
 from slurm_qpu.config import parse_config
 from slurm_qpu.vendors.common.base import ResourceSpec
 
@@ -193,6 +193,11 @@ def test_status_finds_the_broker_on_the_plugstack_line(tmp_path: Path,
     (tmp_path / "plugstack.conf.d" / "qpu.conf").write_text(
         "required /usr/lib/slurm/spank_qpu.so config=/c broker=http://broker:8291\n")
     assert broker_url(str(conf)) == "http://broker:8291"
+    (tmp_path / "plugstack.conf.d" / "qpu.conf").write_text(
+        "required /usr/lib/slurm/spank_qpu.so broker=https://broker:8291 "
+        "broker_ca=/etc/ssl/certs/site.pem\n")
+    assert plugstack_value("broker_ca", str(conf)) == "/etc/ssl/certs/site.pem"
+    assert plugstack_value("log_json", str(conf)) is None
 
 
 def test_status_without_a_broker_says_how_to_point_at_one(

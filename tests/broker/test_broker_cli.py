@@ -116,3 +116,64 @@ def test_a_trusted_proxy_that_is_no_address_is_refused_at_start(
     assert capsys.readouterr().err == (
         "slurm-qpu broker: --trusted-proxy haproxy.example: not an address or a network "
         "(e.g. 10.0.0.5 or 10.0.0.0/29)\n")
+
+
+def test_tls_takes_a_certificate_and_its_key_together(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, 0o600)
+    assert run(tmp_path, config, "--tls-cert", str(tmp_path / "c.pem")) == 1
+    assert capsys.readouterr().err == ("slurm-qpu broker: --tls-cert and --tls-key go "
+                                       "together: the certificate and its key\n")
+    from slurm_qpu_lab.certificates import make
+
+    certs = make(tmp_path / "tls")
+    certs.key.chmod(0o644)
+    assert run(tmp_path, config, "--tls-cert", str(certs.cert), "--tls-key",
+               str(certs.key)) == 1
+    assert capsys.readouterr().err == (
+        f"slurm-qpu broker: the TLS key {certs.key} is readable or writable by others "
+        f"(mode 644); run: chmod o-rwx {certs.key}\n")
+
+
+def test_a_tls_broker_serves_https_and_gives_jobs_https_endpoints_by_default(
+        tmp_path: Path) -> None:
+    import signal
+    import socket
+    import ssl
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from slurm_qpu_lab.certificates import make
+
+    certs = make(tmp_path / "tls")
+    config = write_config(tmp_path, 0o600)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "broker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("slurm-qpu")), "broker", "--config",
+             str(config), "--journal", str(tmp_path / "journal.sqlite"), "--host",
+             "127.0.0.1", "--port", str(port), "--tls-cert", str(certs.cert), "--tls-key",
+             str(certs.key), "--squeue", "/bin/false", "--status-interval", "0"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        verify = ssl.create_default_context(cafile=str(certs.ca))
+        for _ in range(200):
+            try:
+                answer = httpx.get(f"https://127.0.0.1:{port}/v1/health", verify=verify)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+        assert answer.json()["status"] == "ok"
+        text = log.read_text()
+        assert f"listening at https://127.0.0.1:{port} (jobs reach it as https://" in text
+        assert f":{port});" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

@@ -338,3 +338,37 @@ def test_behind_haproxy_with_the_shipped_configuration_jobs_run_and_a_broker_tha
     finally:
         blab.use_load_balancer(False)
     assert blab.undrained()
+
+
+def test_over_tls_nodes_and_jobs_verify_the_broker_with_the_sites_ca(
+        blab: LabFixture, admin: EmulatorAdmin, monkeypatch: pytest.MonkeyPatch) -> None:
+    # jobs inherit the submitter's environment: a bundle set there would be the job's own
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    seen = len(admin.requests())
+    blab.use_tls(True)
+    try:
+        assert blab.tls is not None and blab.broker_url.startswith("https://")
+        ca = str(blab.tls.ca)
+        assert f"broker={blab.broker_url} " in blab.plugstack_line()
+        assert f"broker_ca={ca}" in blab.plugstack_line()
+        run = blab.run_job(f"--qpu={QPU}", "-N2", "--ntasks-per-node=1",
+                           script=PROC_ENVIRON + SAMPLER, timeout=300)
+        assert run.state == "COMPLETED", run.output
+        assert sum(json.loads(marker(run.output, "RESULT"))["counts"].values()) == 400
+        envs = task_environs(blab, run.job_id)
+        assert len(envs) == 2
+        for env in envs:  # the SDK verified the broker with the CA the node gave it
+            assert env[f"{QPU}_QRMI_IBM_QCS_ENDPOINT"].startswith(blab.broker_url + "/p/")
+            assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == ca
+        # defaults: a job's own bundle wins
+        own = blab.run_job(f"--qpu={QPU}",
+                           "--export=ALL,SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+                           script='srun bash -c \'echo "SSL=$SSL_CERT_FILE '
+                                  'REQ=$REQUESTS_CA_BUNDLE"\'\n')
+        assert own.state == "COMPLETED", own.output
+        assert f"SSL=/etc/ssl/certs/ca-certificates.crt REQ={ca}" in own.output
+        assert len(vendor_sessions_opened(admin, seen)) == 2
+    finally:
+        blab.use_tls(False)
+    assert blab.undrained()

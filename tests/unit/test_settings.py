@@ -157,3 +157,13 @@ def test_broker_argument_must_be_a_url() -> None:
 def test_broker_timeout_must_be_positive() -> None:
     with pytest.raises(SettingsError, match="broker_timeout=0: expected a positive number"):
         parse_args(["broker_timeout=0"])
+
+
+def test_broker_ca_is_an_absolute_path() -> None:
+    settings = parse_args(["broker=https://ctl:8291", "broker_ca=/etc/ssl/certs/site.pem"])
+    assert settings.broker_ca == "/etc/ssl/certs/site.pem"
+    assert parse_args([]).broker_ca is None
+    with pytest.raises(SettingsError, match=r"^plugstack argument broker_ca=site.pem: expected "
+                                            r"an absolute path, e.g. broker_ca=/etc/ssl/certs/"
+                                            r"ca-certificates.crt$"):
+        parse_args(["broker_ca=site.pem"])

@@ -73,6 +73,8 @@ class BrokerClient:
     # makes a credential; None: munged's, made within the time left (tests pass their own)
     encode: Callable[[bytes], str] | None = None
     sleep: Callable[[float], None] = time.sleep
+    ca_file: str | None = None  # https: the CA bundle that verifies the broker (plugstack
+    #                             broker_ca=); None: the system's trust store
     clock: Callable[[], float] = time.monotonic
     _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
     _tls: ssl.SSLContext | None = field(default=None, repr=False)
@@ -117,7 +119,7 @@ class BrokerClient:
             if https:
                 import ssl
 
-                self._tls = self._tls or ssl.create_default_context()
+                self._tls = self._tls or ssl.create_default_context(cafile=self.ca_file)
                 self._conn = http.client.HTTPSConnection(url.netloc, context=self._tls)
             else:
                 self._conn = http.client.HTTPConnection(url.netloc)

@@ -27,6 +27,12 @@ bounded here, before any route runs (``ConnectionLimits``):
   ``idle_seconds``;
 * form: request line and headers together at most ``header_bytes``, every line ended by
   CRLF, every header a field name, a colon and a value, none folded;
+* TLS (``tls``, the broker's --tls-cert and --tls-key): the accepting thread only wraps
+  the socket; the handshake runs in the connection's thread, within ``header_seconds``
+  (CPython bounds a whole handshake call by the socket's timeout), so a client that
+  never finishes it costs one thread for that long, like one that never sends its
+  headers. A connection refused at a limit is closed without the 503 (that would take a
+  handshake first);
 * framing (``RequestBody``): exactly one way of knowing where a body ends. A request with
   both Content-Length and Transfer-Encoding, a Transfer-Encoding other than exactly
   ``chunked``, several or malformed Content-Lengths, or a malformed chunk is refused and its
@@ -47,6 +53,7 @@ import json
 import queue
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -377,6 +384,16 @@ class BrokerRequestHandler(BaseHTTPRequestHandler):
         self.rfile.close()  # the socket's own file: reads go through the deadline instead
         self.rfile = TimedReader(self.connection, self.limits.idle_seconds)
 
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:  # one timeout for the whole handshake call
+                self.connection.settimeout(self.limits.header_seconds)
+                self.connection.do_handshake()
+            except (OSError, ValueError):  # ssl.SSLError, a timeout, a reset, plain HTTP
+                self.close_connection = True
+                return
+        super().handle()
+
     def handle_one_request(self) -> None:
         reader: TimedReader = self.rfile
         reader.budget = None
@@ -415,6 +432,14 @@ class BrokerRequestHandler(BaseHTTPRequestHandler):
             self.server.waiting(self.connection, False)
             self.rfile.until(self.limits.body_seconds)
         return ok
+
+
+def _end(sock: socket.socket) -> None:
+    """End a connection another thread serves: its reads and writes fail at once, and that
+    thread closes it. (The plain socket's shutdown: SSLSocket's own would drop the TLS
+    state under the thread that is using it.)"""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 @dataclass
@@ -463,14 +488,27 @@ class BrokerHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
 
     def __init__(self, address: Any, handler: type[BaseHTTPRequestHandler],
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, handler)
         self.limits = limits or ConnectionLimits()
+        self.tls = tls  # a server context: connections are TLS, handshaken by their thread
         self.threads = ThreadCache(self.process_request_thread)
         self._connections: dict[int, _Connection] = {}  # by id() of the socket
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
         self.draining = False  # stopping: requests in progress finish, no new one starts
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is None:
+            return sock, address
+        try:
+            return self.tls.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), address
+        except (OSError, ValueError):
+            sock.close()
+            raise
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Count the connection in (making room if need be), or answer 503 and close it:
@@ -481,13 +519,13 @@ class BrokerHTTPServer(ThreadingHTTPServer):
             if why is None:
                 self._count(_Connection(request, host), +1)
         if victim is not None:
-            with contextlib.suppress(OSError):
-                victim.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end and goes
+            _end(victim.sock)  # its thread sees the end and goes
         if why is None:
             return True
-        with contextlib.suppress(OSError):
-            request.setblocking(False)
-            request.send(busy_answer(f"{why}; try again shortly"))
+        if not isinstance(request, ssl.SSLSocket):  # (TLS: closed without an answer)
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(busy_answer(f"{why}; try again shortly"))
         return False
 
     def _room_for(self, host: str) -> tuple[str | None, _Connection | None]:
@@ -571,8 +609,7 @@ class BrokerHTTPServer(ThreadingHTTPServer):
                 busy = [c for c in self._connections.values() if not c.waiting]
             late = time.monotonic() >= deadline
             for connection in idle + (busy if late else []):
-                with contextlib.suppress(OSError):
-                    connection.sock.shutdown(socket.SHUT_RDWR)  # its thread sees the end
+                _end(connection.sock)  # its thread sees the end
             if not idle and not busy:
                 return 0
             if late:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -82,13 +83,14 @@ class Broker:
     # ------------------------------------------------------------------ server
 
     def start(self, host: str = "127.0.0.1", port: int = 0,
-              poll_interval: float = 0.5) -> str:
+              poll_interval: float = 0.5, tls: ssl.SSLContext | None = None) -> str:
+        """Listen (over TLS with ``tls``, a server context: broker/tls.py); the URL."""
         handler = type("Handler", (BrokerHandler,), {"broker": self, "limits": self.limits})
-        server = BrokerHTTPServer((host, port), handler, self.limits)
+        server = BrokerHTTPServer((host, port), handler, self.limits, tls)
         self._server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
                          name="broker-http", daemon=True).start()
-        return f"http://{host}:{server.server_address[1]}"
+        return f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}"
 
     def note_journal_error(self, message: str, every: float = 10.0) -> bool:
         """Whether to log this journal error: each message once per ``every`` seconds."""

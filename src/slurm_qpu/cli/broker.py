@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from slurm_qpu.settings import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
+    from slurm_qpu.broker.tls import ServerTLS
     from slurm_qpu.redact import SecretSource
 
 DEFAULT_JOURNAL = "/var/lib/slurm-qpu-broker/journal.sqlite"
 DEFAULT_PORT = 8291
+TLS_CHECK_SECONDS = 60  # how often the certificate and key files are checked for a renewal
 
 DESCRIPTION = """\
 Hold the QPU credentials of qrmi_config.json, acquire and release QPUs for jobs (asked by
@@ -46,7 +48,14 @@ def add_parser(sub: Any) -> None:
                    help="port (default %(default)s)")
     p.add_argument("--public-url", metavar="URL",
                    help="the broker's URL as jobs on compute nodes reach it; jobs get "
-                        "proxy endpoints under it (default http://<this host's FQDN>:PORT)")
+                        "proxy endpoints under it (default http[s]://<this host's "
+                        "FQDN>:PORT)")
+    p.add_argument("--tls-cert", metavar="PATH",
+                   help="serve HTTPS with this PEM certificate chain (leaf first); with "
+                        "--tls-key. Nodes then name https://... in broker=, and jobs get "
+                        "https endpoints. A renewed file is loaded without a restart")
+    p.add_argument("--tls-key", metavar="PATH",
+                   help="the certificate's unencrypted PEM key; others may not read it")
     p.add_argument("--journal", default=DEFAULT_JOURNAL, metavar="PATH|URL",
                    help="the journal of leases: a SQLite file (default %(default)s), or a "
                         "MariaDB/MySQL database, mysql://USER@HOST[:PORT]/DATABASE"
@@ -159,6 +168,18 @@ def trusted_proxies(values: list[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def server_tls(cert: str | None, key: str | None) -> ServerTLS | None:
+    """--tls-cert and --tls-key: both or neither."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise StartupError("--tls-cert and --tls-key go together: the certificate and its "
+                           "key")
+    from slurm_qpu.broker.tls import ServerTLS
+
+    return ServerTLS(cert, key)
+
+
 def check_secret_file(path: Path) -> None:
     """The config holds every vendor credential: only the broker's user may read it."""
     try:
@@ -217,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
     from slurm_qpu.broker.limits import Limits
     from slurm_qpu.broker.server import Broker
     from slurm_qpu.broker.service import ConfigSource, LeaseService
+    from slurm_qpu.broker.tls import TLSError
     from slurm_qpu.config import ConfigError
     from slurm_qpu.slurm.commands import Scontrol, Squeue
 
@@ -229,18 +251,23 @@ def main(args: argparse.Namespace) -> int:
         resources = config.get().resources
         _logging(args.log_level, args.audit_log, config, args.log_format)
         trusted = trusted_proxies(args.trusted_proxy)
+        tls = server_tls(args.tls_cert, args.tls_key)
         journal_path = args.journal
         if not is_url(journal_path):
             _prepare_journal_dir(Path(journal_path))
         journal = Journal(journal_path, synchronous=args.journal_sync.upper())
-    except (StartupError, JournalError, OSError) as exc:
+    except (StartupError, JournalError, TLSError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     log = logging.getLogger("slurm_qpu.broker")
-    public = (args.public_url or f"http://{socket.getfqdn()}:{args.port}").rstrip("/")
+    scheme = "https" if tls else "http"
+    public = (args.public_url or f"{scheme}://{socket.getfqdn()}:{args.port}").rstrip("/")
+    if tls and not public.startswith("https://"):
+        log.warning("--public-url %s is not https: jobs will be given endpoints that do not "
+                    "reach this broker's TLS port", public)
     service = LeaseService(journal, config, public_url=public, squeue=Squeue(args.squeue),
                            licenses=Scontrol(args.scontrol).licenses)
     service.recover()
@@ -288,13 +315,18 @@ def main(args: argparse.Namespace) -> int:
                          lambda leading: availability.check(follow=leading)))
 
     try:
-        url = broker.start(args.host, args.port)
+        url = broker.start(args.host, args.port, tls=tls.context if tls else None)
     except OSError as exc:
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
         return 1
     for name, interval, work in watchers:
         threading.Thread(target=every(interval, name, work), name=name, daemon=True).start()
+    if tls:
+        def renewals() -> None:  # a renewed certificate, for the next connections
+            while not stop.wait(TLS_CHECK_SECONDS):
+                tls.refresh()
+        threading.Thread(target=renewals, name="tls", daemon=True).start()
     log.info("listening at %s (jobs reach it as %s); %d QPU(s): %s; journal %s; %d active "
              "lease(s)", url, public, len(resources), ", ".join(r.name for r in resources),
              journal.path, len(journal.active()))

@@ -21,6 +21,11 @@ def broker_url(plugstack: str = PLUGSTACK) -> str | None:
     """The broker= of the slurm-qpu line in plugstack.conf (or its plugstack.conf.d)."""
     if os.environ.get("SLURM_QPU_BROKER"):
         return os.environ["SLURM_QPU_BROKER"]
+    return plugstack_value("broker", plugstack)
+
+
+def plugstack_value(key: str, plugstack: str = PLUGSTACK) -> str | None:
+    """``key``= of the slurm-qpu line in plugstack.conf (or its plugstack.conf.d)."""
     files = [plugstack, *sorted(glob.glob(os.path.join(os.path.dirname(plugstack),
                                                        "plugstack.conf.d", "*.conf")))]
     for path in files:
@@ -33,7 +38,7 @@ def broker_url(plugstack: str = PLUGSTACK) -> str | None:
             words = line.split("#", 1)[0].split()
             if len(words) >= 2 and "spank_qpu" in words[1]:
                 for word in words[2:]:
-                    if word.startswith("broker="):
+                    if word.startswith(f"{key}="):
                         return word.split("=", 1)[1]
     return None
 
@@ -78,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
               "credentials only the broker holds", file=sys.stderr)
         return 1
     try:
-        rows = BrokerClient(url, deadline=10).call("GET", "/v1/status")
+        rows = BrokerClient(url, deadline=10, ca_file=args.broker_ca or plugstack_value(
+            "broker_ca")).call("GET", "/v1/status")
     except BrokerError as exc:
         print(f"slurm-qpu status: {exc}", file=sys.stderr)
         return 1
@@ -94,6 +100,9 @@ def add_parser(sub: Any) -> None:
     st.add_argument("--broker", metavar="URL[,URL...]",
                     help="the broker, or several tried in turn (default: broker= of the "
                          "slurm-qpu line in plugstack.conf)")
+    st.add_argument("--broker-ca", metavar="PATH",
+                    help="an https broker: the CA bundle that verifies it (default: "
+                         "broker_ca= of the slurm-qpu line, else the system's)")
     st.add_argument("--json", action="store_true",
                     help="the same as JSON, for scripts and monitoring")
     st.set_defaults(func=main)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slurm_qpu.jobenv.variables import (
+    CA_BUNDLE_VARIABLES,
     JOB_ID,
     JOB_UID,
     LEGACY_RESOURCES,
@@ -50,6 +51,12 @@ class EnvContract:
         out = {k: user_env.get(k, v) for k, v in self.defaults.items()}
         out.update(self.forced)
         return out
+
+
+def ca_bundle_env(ca_file: str | None) -> dict[str, str]:
+    """The job's defaults that make its SDKs verify an https broker with ``ca_file`` (the
+    plugstack's broker_ca), or none."""
+    return {name: ca_file for name in CA_BUNDLE_VARIABLES} if ca_file else {}
 
 
 def timeout_seconds(time_limit_seconds: int | None) -> int:

@@ -12,6 +12,10 @@ Job-wide, for the job's QPUs in the order requested:
 Per QPU N, as N_<KEY>: every key of its settings, and
   QRMI_JOB_ACQUISITION_TOKEN   what acquiring it returned (an IBM session id, say)
   QRMI_JOB_TIMEOUT_SECONDS     how long the job may use it
+With an https broker and broker_ca= on the plugstack line, as defaults (a job's own
+export wins), the CA bundle that verifies the broker, where the clients look for one:
+  SSL_CERT_FILE                OpenSSL, Python's ssl, httpx, qrmi (rustls' native roots)
+  REQUESTS_CA_BUNDLE           requests (the IBM and Pasqal SDKs), which ignores the above
 """
 
 RESOURCES = "QRMI_JOB_QPU_RESOURCES"
@@ -24,3 +28,4 @@ JOB_UID = "QRMI_JOB_UID"
 REQUEST = "SLURM_QPU_REQUEST"
 TOKEN_KEY = "QRMI_JOB_ACQUISITION_TOKEN"
 TIMEOUT_KEY = "QRMI_JOB_TIMEOUT_SECONDS"
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")

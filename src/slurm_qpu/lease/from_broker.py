@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
-               client: BrokerClient, overrides: str | None = None) -> Lease:
+               client: BrokerClient, overrides: str | None = None,
+               job_defaults: dict[str, str] | None = None) -> Lease:
+    """``job_defaults``: variables the node adds to the job's environment, as defaults (a
+    job's own export wins): the CA bundle of an https broker."""
     def ask_the_broker() -> Lease:
         lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.node,
                       uid=job.uid, user=job.user)
@@ -34,6 +37,8 @@ def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
             lease.error = str(exc)
         else:
             _fill(lease, answer)
+            if lease.state is LeaseState.ACQUIRED:
+                lease.env_defaults = dict(job_defaults or {})
         return lease
 
     lease, made = store.claim(job.job_id, ask_the_broker)

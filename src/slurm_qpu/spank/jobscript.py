@@ -11,6 +11,7 @@ import logging
 import os
 
 from slurm_qpu.broker.client import BrokerClient
+from slurm_qpu.jobenv.contract import ca_bundle_env
 from slurm_qpu.lease import from_broker as brokered
 from slurm_qpu.lease.store import LeaseStore
 from slurm_qpu.request.overrides import PROLOG_ENV as OVERRIDES_ENV
@@ -67,7 +68,8 @@ def _refresh_catalog(settings: PluginSettings) -> None:
 
 def _broker(settings: PluginSettings) -> BrokerClient:
     assert settings.broker is not None
-    return BrokerClient(settings.broker, deadline=settings.broker_timeout)
+    return BrokerClient(settings.broker, deadline=settings.broker_timeout,
+                        ca_file=settings.broker_ca)
 
 
 def prolog(settings: PluginSettings) -> int:
@@ -75,7 +77,8 @@ def prolog(settings: PluginSettings) -> int:
     store = LeaseStore(settings.state_path())
     overrides = os.environ.get(OVERRIDES_ENV)
     if settings.broker:
-        brokered.run_prolog(job, host.qpu_option(), store, _broker(settings), overrides)
+        brokered.run_prolog(job, host.qpu_option(), store, _broker(settings), overrides,
+                            job_defaults=ca_bundle_env(settings.broker_ca))
         return 0
     log.warning("job %s: direct mode: the QPU credentials in %s reach every task of this "
                 "job (set broker= in plugstack.conf to keep them on the broker)",
