@@ -22,6 +22,7 @@ SECTIONS = {
     "proxy": "benchmarks.proxy",  # 4
     "reference": "benchmarks.reference",  # 5
     "ha": "benchmarks.ha",  # 7: one broker on SQLite against two on MariaDB (issue 19)
+    "servers": "benchmarks.http_servers",  # 8: the broker's HTTP server against others
 }
 ROOT = Path(__file__).resolve().parents[1]
 

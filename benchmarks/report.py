@@ -119,6 +119,14 @@ CHANGES = [
     "(TLS with the shared context, timeouts, HTTP(S)_PROXY/NO_PROXY, no redirects); a "
     "verified access token is remembered until it expires. Small requests: +42.5 -> "
     "+0.7 ms added, throughput 3 % -> 38 % of direct.",
+    "Two brokers on a MariaDB journal (item 7) fell to 3 lease cycles/s with 100 jobs at "
+    "once: every job's lock took a new database connection (eight were kept) and PyMySQL "
+    "made a TLS context for each (its default tries TLS; loading the CA store is ~15 ms "
+    "of CPU), and all journal calls of a broker shared one connection under a process "
+    "lock, so each commit waited for the one before. The TLS decision is now made once "
+    "per broker (reused, or off over a local socket), lock connections are all kept (24), "
+    "and each thread has a journal connection of its own (8): 3 -> ~140 cycles/s, about "
+    "what one broker on SQLite does on this machine.",
 ]
 
 

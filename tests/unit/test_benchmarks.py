@@ -70,8 +70,8 @@ def test_an_unknown_section_is_refused_with_the_known_ones(
 ) -> None:
     with pytest.raises(SystemExit):
         main(["--only", "nosuch"])
-    assert "unknown section(s) nosuch; known: slurm, broker, proxy, reference, ha" in \
-        capsys.readouterr().err
+    assert "unknown section(s) nosuch; known: slurm, broker, proxy, reference, ha, servers" \
+        in capsys.readouterr().err
 
 
 def fake_bench(root: Path) -> BenchLab:
