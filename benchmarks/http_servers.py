@@ -233,16 +233,6 @@ class Server:
         return f"{self.kind} (TLS)" if self.tls else self.kind
 
 
-def _listening(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-            return True
-        except OSError:
-            return False
-    return check
-
-
 def _environment(work_n: int, probe: bool, watch: float = WATCH) -> dict[str, str]:
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
            "BENCH_WORK_N": str(work_n), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -262,7 +252,7 @@ def start_server(workdir: Path, venv: Venv, kind: str, env: dict[str, str],
     if certs is not None:
         argv += ["--cert", str(certs.cert), "--key", str(certs.key)]
     name = kind + ("-tls" if certs is not None else "") + suffix
-    process = processes.Process(name, workdir, argv, _listening(port), env)
+    process = processes.Process(name, workdir, argv, processes.accepts(port), env)
     try:
         process.start(timeout=60.0)
     except RuntimeError:

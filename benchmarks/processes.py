@@ -163,7 +163,8 @@ def broker(workdir: Path, resources: list[dict[str, Any]], *,
     return Process(name, workdir, argv, _answers(f"{url}/v1/health"), env), url
 
 
-def _accepts(port: int) -> Callable[[], bool]:
+def accepts(port: int) -> Callable[[], bool]:
+    """Whether something accepts connections on the local ``port`` (a server's readiness)."""
     def check() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
@@ -181,7 +182,7 @@ def relay(workdir: Path, upstream_url: str) -> tuple[Process, str]:
     argv = [sys.executable, "-m", "benchmarks.relay", str(port), str(upstream)]
     env = {"PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    return Process("relay", workdir, argv, _accepts(port), env), f"http://127.0.0.1:{port}"
+    return Process("relay", workdir, argv, accepts(port), env), f"http://127.0.0.1:{port}"
 
 
 # ---------------------------------------------------------------------- munged

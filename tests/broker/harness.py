@@ -247,3 +247,18 @@ def write_config(path: Path, resources: list[dict[str, Any]]) -> None:
     path.chmod(0o600)
     if old is not None:  # same second and size: make the change visible all the same
         os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns + 1_000_000))
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line holds ``text`` (a broker's config or journal path, a
+    benchmark's workdir): what a test started and should have stopped."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(proc.name))
+    return found

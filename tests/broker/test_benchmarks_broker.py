@@ -14,6 +14,7 @@ from benchmarks import broker
 from benchmarks.options import Options
 from benchmarks.processes import Munged, munge_answers
 from benchmarks.report import Section
+from harness import processes_mentioning
 
 
 @pytest.fixture(autouse=True)
@@ -89,43 +90,7 @@ def test_the_section_runs_end_to_end_with_its_profile(tmp_path: Path) -> None:
     # every broker this run started has stopped (the profiled one wrote its profile as
     # it exited) and none left a traceback in its log
     assert (tmp_path / "profile" / "broker.prof").stat().st_size > 0
-    assert not _processes_mentioning(str(tmp_path))
+    assert not processes_mentioning(str(tmp_path))
     logs = list(tmp_path.rglob("broker.log"))
     assert len(logs) == 3  # the timed broker, the profiled one, the memory one
     assert not any("Traceback" in log.read_text() for log in logs)
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Processes whose command line holds ``text`` (a broker's config or journal path)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(int(proc.name))
-    return found
-
-
-def test_the_high_availability_section_leases_through_both_brokers_and_stops_everything(
-        tmp_path: Path) -> None:
-    from benchmarks import ha
-
-    opts = Options(quick=True, workdir=tmp_path, source=Path(__file__).parents[2])
-    (section,) = ha.run(opts, loads=((2, None), (2, 20.0)), seconds=0.5)
-    assert section.key == "ha"
-    _rows_have_numbers(section)
-    # two rows (rate, latency) per load for each of the two set-ups beside the baseline
-    assert len(section.rows) == 2 * 2 * 2
-    assert any("one broker, SQLite 0, one broker, MariaDB 0, two brokers, MariaDB, "
-               "HAProxy 0." in n for n in section.notes)
-    assert not any("failed" in n for n in section.notes)
-    # behind HAProxy both brokers granted and released leases of the one journal
-    for name in ("broker1", "broker2"):
-        audit = (tmp_path / "mariadb-two" / f"{name}-audit.log").read_text()
-        assert 'route="POST /v1/leases/' in audit and 'route="DELETE /v1/leases/' in audit
-        assert "client=127.0.0.1" in audit
-    assert not _processes_mentioning(str(tmp_path))
-    assert not any("Traceback" in log.read_text() for log in tmp_path.rglob("*.log"))

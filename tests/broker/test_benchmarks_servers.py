@@ -13,23 +13,9 @@ from pathlib import Path
 import pytest
 from benchmarks import http_servers
 from benchmarks.options import Options
+from harness import processes_mentioning
 
 CANDIDATE = "uvicorn-httptools"
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Processes whose command line holds ``text`` (every server and load client of the
-    section runs the Python of the venv in its workdir)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(int(proc.name))
-    return found
 
 
 def _numbers(text: str) -> list[float]:
@@ -87,7 +73,7 @@ def test_the_broker_server_keeps_every_hostile_probe_and_the_comparison_stops_ev
 
     # every server (the probed ones and the timed ones) and every load client is gone, and
     # the broker's server wrote no traceback under the probes
-    assert not _processes_mentioning(str(tmp_path))
+    assert not processes_mentioning(str(tmp_path))
     logs = {log.name for log in (tmp_path / "servers").glob("*.log")}
     assert logs == {"current.log", "current-probes.log", f"{CANDIDATE}.log",
                     f"{CANDIDATE}-probes.log"}

@@ -372,3 +372,24 @@ def test_over_tls_nodes_and_jobs_verify_the_broker_with_the_sites_ca(
     finally:
         blab.use_tls(False)
     assert blab.undrained()
+
+
+def test_a_het_job_whose_components_name_the_same_qpu_opens_one_vendor_session(
+        blab: LabFixture, admin: EmulatorAdmin) -> None:
+    seen = len(admin.requests())
+    token = "${" + QPU + "_QRMI_JOB_ACQUISITION_TOKEN}"
+    run = blab.run_job(script=(
+        f"#SBATCH -N1 --qpu={QPU}\n#SBATCH hetjob\n#SBATCH -N1 --qpu={QPU}\n"
+        f"srun --het-group=0 bash -c 'echo G0 {token} $QRMI_JOB_QPU_RESOURCES'\n"
+        f"srun --het-group=1 bash -c 'echo G1 {token} $QRMI_JOB_QPU_RESOURCES'\n"),
+        timeout=300)
+    assert run.state == "COMPLETED", run.output
+    g0, g1 = marker(run.output, "G0").split(), marker(run.output, "G1").split()
+    assert g0[0] == g1[0] != ""  # one vendor session for both components
+    assert g0[1] == g1[1] == QPU
+    assert len(vendor_sessions_opened(admin, seen)) == 1
+    # one lease, under the het leader's id, released once the het job ended
+    wait_until(lambda: journal(blab, "SELECT job_id, state FROM leases WHERE job_id IN "
+                                     "(?, ?)", run.job_id, run.job_id + 1)
+               == [(run.job_id, "released")], 60, "the het job's lease released")
+    assert blab.undrained()

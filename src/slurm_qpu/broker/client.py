@@ -210,10 +210,15 @@ class BrokerClient:
         return data
 
     def acquire(self, job_id: int, *, qpus: str, user: str | None, uid: int | None,
-                time_limit: int | None = None, overrides: str | None = None) -> dict[str, Any]:
-        answer: dict[str, Any] = self.call("POST", f"/v1/leases/{int(job_id)}", {
-            "qpus": qpus, "user": user, "uid": uid, "time_limit": time_limit,
-            "overrides": overrides})
+                time_limit: int | None = None, overrides: str | None = None,
+                component: int | None = None) -> dict[str, Any]:
+        """The lease of ``job_id`` (a heterogeneous job's: its leader's id, with
+        ``component`` the asking component's own id)."""
+        body: dict[str, Any] = {"qpus": qpus, "user": user, "uid": uid,
+                                "time_limit": time_limit, "overrides": overrides}
+        if component is not None:
+            body["component"] = int(component)
+        answer: dict[str, Any] = self.call("POST", f"/v1/leases/{int(job_id)}", body)
         return answer
 
     def release(self, job_id: int) -> dict[str, Any]:

@@ -499,6 +499,15 @@ class Journal:
         if held:
             held.released_at, held.error = (None if error else now), error
 
+    def set_names(self, lease: LeaseRecord, names: list[str],
+                  selected: dict[str, str]) -> None:
+        """The QPUs the lease holds, and what selections picked, after another component of
+        a heterogeneous job added its own."""
+        with self._tx(single=True) as db:
+            db.execute("UPDATE leases SET names=?, selected=? WHERE job_id=? AND gen=?",
+                       (json.dumps(names), json.dumps(selected), lease.job_id, lease.gen))
+        lease.names, lease.selected = list(names), dict(selected)
+
     def set_state(self, lease: LeaseRecord, state: State, *, error: str | None = None,
                   release_errors: list[str] | None = None, now: float | None = None,
                   expect: State | None = None) -> bool:

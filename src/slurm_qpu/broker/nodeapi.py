@@ -119,15 +119,20 @@ class NodeApi(Routes):
     def _acquire(self, ex: Exchange, job_id: int, body: bytes, who: dict[str, Any]) -> None:
         try:
             data = json.loads(body or b"{}")
+            component = data.get("component")
             request = AcquireRequest(
                 job_id, user=data.get("user"), uid=data.get("uid"),
                 qpus=str(data.get("qpus") or ""), time_limit=data.get("time_limit"),
-                overrides=data.get("overrides"))
+                overrides=data.get("overrides"),
+                component=int(component) if component is not None else None)
         except (ValueError, AttributeError, TypeError):
             raise Refused(400, "lease request is not the expected JSON") from None
         who["user"] = request.user or "-"
         outcome = self.service.acquire(request)
-        answer = lease_json(self.service, outcome.lease, with_env=True)
+        answer = lease_json(self.service, outcome.lease, with_env=outcome.error is None,
+                            names=outcome.names)
+        if outcome.error is not None:  # this het component's QPUs; the lease stands
+            answer.update(state="failed", error=outcome.error, env={})
         answer["warnings"] = outcome.warnings
         ex.send(200, json.dumps(answer).encode())
 
@@ -143,9 +148,10 @@ ROUTES: dict[tuple[str, str], Callable[[NodeApi, Exchange, str], None]] = {
 
 
 def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool,
-               with_usage: bool = False) -> dict[str, Any]:
-    """A lease as the node API answers it: with the job's environment for the prolog,
-    with the usage record for the epilog (which writes it into Slurm accounting)."""
+               with_usage: bool = False, names: list[str] | None = None) -> dict[str, Any]:
+    """A lease as the node API answers it: with the job's environment for the prolog
+    (``names``: a het component's own QPUs, in its order), with the usage record for the
+    epilog (which writes it into Slurm accounting)."""
     out: dict[str, Any] = {
         "job_id": lease.job_id, "generation": lease.gen, "state": lease.state.value,
         "user": lease.user, "uid": lease.uid, "qpus": lease.names,
@@ -154,10 +160,13 @@ def lease_json(service: LeaseService, lease: LeaseRecord, *, with_env: bool,
         "created_at": lease.created_at, "expires_at": lease.expires_at,
         "released_at": lease.released_at,
         "release_errors": [service.redact(e) for e in lease.release_errors],
-        "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held],
+        "resources": [{"name": h.name, "type": h.type, "token": h.token} for h in lease.held
+                      if names is None or h.name in names],
     }
+    if names is not None:
+        out["qpus"] = list(names)
     if with_env:
-        out["env"] = service.environment(lease)
+        out["env"] = service.environment(lease, names)
     if with_usage:
         # vars(), not asdict(): every field is a plain value, and asdict's recursive
         # deep copy was a third of the time it took to build this answer

@@ -88,12 +88,19 @@ class AcquireRequest:
     qpus: str = ""  # the job's --qpu value
     time_limit: int | None = None  # seconds; None: ask squeue
     overrides: str | None = None  # as sbatch sent them (checked again here)
+    # a heterogeneous job's component (its own job id) asking under its het job's lease
+    # (``job_id``, the het leader's): one lease, one vendor session per QPU for the job
+    component: int | None = None
 
 
 @dataclass
 class Outcome:
     lease: LeaseRecord
     warnings: list[str] = field(default_factory=list)
+    # the QPUs this request asked for, in its order (a het component's own; None: all the
+    # lease's), and why it failed when the lease itself stands (a component's QPU refused)
+    names: list[str] | None = None
+    error: str | None = None
 
 
 class _JobLock:
@@ -169,6 +176,9 @@ class LeaseService:
             current = self.journal.current(request.job_id)
             if current is not None and current.state is State.ACQUIRING:
                 self._undo_interrupted(current)
+            elif current is not None and current.state is State.ACQUIRED and \
+                    request.component is not None:
+                return self._join(current, request)  # a het job's component: its QPUs
             elif current is not None and current.state in (State.ACQUIRED, State.FAILED):
                 return Outcome(current)  # the job's other nodes: same lease, same answer
             started = time.monotonic()
@@ -316,6 +326,66 @@ class LeaseService:
                  user or "?")
         return Outcome(lease, job_plan.refused)
 
+    def _join(self, lease: LeaseRecord, request: AcquireRequest) -> Outcome:
+        """Another component of a heterogeneous job, asking for its own QPUs under the het
+        job's lease: those the lease holds are shared (one vendor session per QPU for the
+        whole job), the others acquired and added to it. Its answer's environment has its
+        own QPUs, in its order. A QPU it cannot have fails this component only (the job
+        fails with it, and its epilogs release the lease)."""
+        component = request.component
+        placement = None
+        if self.squeue is not None:
+            with contextlib.suppress(SlurmCommandError):
+                record = self.squeue.job(component) if component is not None else None
+                placement = record.placement if record is not None else None
+        choosing = (self._choosing_lock() if has_selection(request.qpus)
+                    else contextlib.nullcontext())
+        try:
+            with choosing:
+                config = self.config.get()
+                # a selection the het job already resolved (another node or component
+                # asking the same) is the QPU it picked: every node sees the same QPUs
+                picks = {item: name for name, item in lease.selected.items()}
+                items = [picks.get(i, i) for i in requested(request.qpus, config)]
+                job_plan = plan(items, config, self.factory,
+                                placement=placement, licensed=self.licenses,
+                                overrides=request.overrides, active_jobs=self.active_counts)
+        except (RequestError, ConfigError, OSError) as exc:
+            error = self.redact(f"--qpu={request.qpus} (het job component {component}): {exc}")
+            log.error("job %s: %s", lease.job_id, error)
+            return Outcome(lease, names=[], error=error)
+        missing = [d for d in job_plan.defs
+                   if (h := lease.holds(d.name)) is None or h.released_at is not None]
+        if missing:
+            facts = JobFacts(lease.job_id, "broker", (), request.uid, request.user)
+            timeout = envcontract.timeout_seconds(
+                round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
+                if lease.expires_at else None)
+            names = [*lease.names, *(d.name for d in missing)]
+            self.journal.set_names(lease, names, {**lease.selected, **job_plan.selected})
+
+            def journal_it(acquired: Acquired) -> None:  # each on disk before the next
+                self.journal.add_held(lease, Held(acquired.resource.name,
+                                                  acquired.resource.current_type,
+                                                  acquired.token, self.clock()))
+            try:
+                acquire_all(missing, facts, timeout, self.factory, job_plan.overrides,
+                            journal_it)
+            except AcquisitionFailed as exc:
+                error = self.redact(str(exc))
+                with self.journal.transaction():
+                    for d in missing:  # rolled back by acquire_all
+                        if lease.holds(d.name) is not None:
+                            self.journal.mark_held_released(lease, d.name, None)
+                    self.journal.set_names(lease, [n for n in lease.names if n not in
+                                                   {d.name for d in missing}], lease.selected)
+                log.error("job %s: het job component %s: %s", lease.job_id, component, error)
+                return Outcome(lease, job_plan.refused, names=[], error=error)
+        log.info("job %s: het job component %s shares %s%s", lease.job_id, component,
+                 ",".join(job_plan.names),
+                 f" (acquired {','.join(d.name for d in missing)})" if missing else "")
+        return Outcome(lease, job_plan.refused, names=job_plan.names)
+
     def _undo_interrupted(self, lease: LeaseRecord) -> None:
         """A lease the broker was acquiring when it stopped: give back what it got."""
         log.warning("job %s: the broker stopped while acquiring %s; releasing what it held",
@@ -430,15 +500,19 @@ class LeaseService:
     def job_token(self, lease: LeaseRecord) -> str:
         return self.tokens.job_token(lease)
 
-    def environment(self, lease: LeaseRecord) -> dict[str, str]:
+    def environment(self, lease: LeaseRecord,
+                    names: list[str] | None = None) -> dict[str, str]:
         """What every task of the job gets: the contract, with the proxy in place of every
-        endpoint and the job token in place of every credential."""
+        endpoint and the job token in place of every credential. ``names``: only these
+        QPUs, in this order (a het job's component)."""
         if lease.state is not State.ACQUIRED:
             return {}
         config = self.config.get()
         acquired, environments = [], {}
         token = self.job_token(lease)
-        for held in lease.held:
+        held_now = lease.held if names is None else \
+            [h for n in names if (h := lease.holds(n)) is not None]
+        for held in held_now:
             rdef = config.get(held.name) or ResourceDef(name=held.name, type=held.type)
             settings = overrides.apply(rdef.effective_environment(), rdef.type,
                                        lease.overrides.get(held.name, {}))

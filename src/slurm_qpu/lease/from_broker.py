@@ -31,8 +31,9 @@ def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
         lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.node,
                       uid=job.uid, user=job.user)
         try:
-            answer = client.acquire(job.job_id, qpus=raw_request or "", user=job.user,
-                                    uid=job.uid, overrides=overrides)
+            answer = client.acquire(job.lease_id, qpus=raw_request or "", user=job.user,
+                                    uid=job.uid, overrides=overrides,
+                                    component=job.job_id if job.het_job_id else None)
         except BrokerError as exc:
             lease.error = str(exc)
         else:
@@ -79,7 +80,7 @@ def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient,
         if lease is None or lease.state is LeaseState.RELEASED:
             return lease
         try:
-            answer = client.release(job.job_id)
+            answer = client.release(job.lease_id)  # a het job's: once, for every component
         except BrokerError as exc:
             lease.release_errors.append(f"{exc}; the broker releases the QPUs itself once it "
                                         "sees the job has ended")
@@ -90,7 +91,9 @@ def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient,
         lease.state = LeaseState.RELEASED
         lease.released_at = time.time()
         store.save(lease)
-    if on_usage is not None and usage and job.node == job.first_node:
+    # one record per Slurm job: a het job's under its leader, from the leader's first node
+    if on_usage is not None and usage and job.node == job.first_node and \
+            job.job_id == job.lease_id:
         on_usage(usage)
     return lease
 

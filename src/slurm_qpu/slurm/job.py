@@ -17,6 +17,14 @@ class JobFacts:
     nodes: tuple[str, ...]  # all nodes of the job, in Slurm's order
     uid: int | None = None
     user: str | None = None
+    # a heterogeneous job's component: the het leader's job id (SLURM_HET_JOB_ID), which
+    # keys the one lease of every component
+    het_job_id: int | None = None
+
+    @property
+    def lease_id(self) -> int:
+        """The job id the QPU lease is kept under: the het leader's for a het component."""
+        return self.het_job_id or self.job_id
 
     @property
     def first_node(self) -> str:

@@ -47,7 +47,10 @@ def job_facts() -> JobFacts:
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or node
     return JobFacts(job_id=job_id, node=node, nodes=tuple(hostlist.expand(nodelist)),
                     uid=_first(host.item("uid"), _int(env.get("SLURM_JOB_UID"))),
-                    user=env.get("SLURM_JOB_USER"))
+                    user=env.get("SLURM_JOB_USER"),
+                    # a het job's component: its leader (Slurm < 20.02 said PACK)
+                    het_job_id=_int(env.get("SLURM_HET_JOB_ID") or
+                                    env.get("SLURM_PACK_JOB_ID")))
 
 
 def _refresh_catalog(settings: PluginSettings) -> None:
