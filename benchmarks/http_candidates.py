@@ -229,7 +229,7 @@ def serve_current(port: int, cert: str, key: str) -> None:
         do_GET = do_POST = do_PUT = do_DELETE = _dispatch
 
     Handler.limits = limits
-    tls = ServerTLS(cert, key).context if cert else None
+    tls = ServerTLS(cert, key) if cert else None
     BrokerHTTPServer(("127.0.0.1", port), Handler, limits, tls).serve_forever()
 
 

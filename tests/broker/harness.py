@@ -47,6 +47,7 @@ class LiveJobs:
 
     ids: set[int] = field(default_factory=set)
     fail: bool = False
+    het: dict[int, int] = field(default_factory=dict)  # het job component -> its leader
 
     def live_jobs(self) -> set[int]:
         from slurm_qpu.slurm.commands import SlurmCommandError
@@ -59,7 +60,7 @@ class LiveJobs:
     def job(self, job_id: int) -> Any:
         from slurm_qpu.slurm.commands import JobRecord
 
-        return JobRecord(3600, "", 0, "alice", ("RUNNING",))
+        return JobRecord(3600, "", 0, "alice", ("RUNNING",), het_job_id=self.het.get(job_id))
 
 
 @dataclass
@@ -128,8 +129,7 @@ def broker_starter(tmp_path: Path) -> Iterator[StartBroker]:
 def _start(broker: Broker, port: int, tls: ServerTLS | None = None) -> str:
     """Broker.start, with a short poll interval: stopping then takes milliseconds, not the
     standard library's half second (many brokers start and stop in this tier)."""
-    return broker.start("127.0.0.1", port, poll_interval=0.02,
-                        tls=tls.context if tls else None)
+    return broker.start("127.0.0.1", port, poll_interval=0.02, tls=tls)
 
 
 def set_job_environment(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:

@@ -22,6 +22,7 @@ def ledger(tmp_path: Path) -> Path:
 def b(start_broker: StartBroker, ledger: Path) -> BrokerUnderTest:
     broker = start_broker(sim_resources(ledger))
     broker.jobs.ids.update({LEADER, OTHER})
+    broker.jobs.het.update({LEADER: LEADER, OTHER: LEADER})
     return broker
 
 
@@ -92,3 +93,49 @@ def test_a_job_that_is_no_het_job_is_answered_as_before(b: BrokerUnderTest) -> N
     lease = b.acquire(50, "sim_a,sim_b")
     assert b.acquire(50, "sim_a,sim_b")["env"] == lease["env"]
     assert lease["env"]["QRMI_JOB_QPU_RESOURCES"] == "sim_a,sim_b"
+
+
+def test_a_component_that_reaches_the_broker_first_is_checked_as_itself(
+        b: BrokerUnderTest, ledger: Path) -> None:
+    # the other component's prolog came first and its QPU failed: the leader's own
+    # request is asked for anew, not answered with the other's failure
+    assert component(b, OTHER, "nosuch")["state"] == "failed"
+    assert component(b, LEADER, "sim_a")["state"] == "acquired"
+    assert acquisitions(ledger) == [("acquire", "sim_a")]
+
+
+def test_a_job_that_is_no_component_of_the_het_job_cannot_join_its_lease(
+        b: BrokerUnderTest, ledger: Path) -> None:
+    assert component(b, LEADER, "sim_a")["state"] == "acquired"
+    b.jobs.ids.add(77)  # a job of its own, no het job
+    stranger = component(b, 77, "sim_b")
+    assert stranger["state"] == "failed" and stranger["env"] == {}
+    assert stranger["error"] == "job 77 is no component of het job 40 (Slurm says its het " \
+                                "job is none)"
+    assert acquisitions(ledger) == [("acquire", "sim_a")]
+
+
+def test_the_epilog_that_released_the_het_jobs_lease_is_told_so(b: BrokerUnderTest) -> None:
+    component(b, LEADER, "sim_a")
+    first, second = b.node().release(LEADER), b.node().release(LEADER)
+    assert (first["released_now"], second["released_now"]) == (True, False)
+    assert first["usage"] and [u["qpu"] for u in first["usage"]] == ["sim_a"]
+
+
+def test_the_het_jobs_usage_is_written_once_by_the_epilog_that_released_it(
+        b: BrokerUnderTest, tmp_path: Path) -> None:
+    from slurm_qpu.lease import from_broker
+    from slurm_qpu.lease.store import LeaseStore
+    from slurm_qpu.slurm.job import JobFacts
+
+    written: list[tuple[int, list[Any]]] = []
+    for job_id, node in ((OTHER, "n2"), (LEADER, "n1")):  # the other component's first
+        facts = JobFacts(job_id, node, (node,), 1000, "alice", het_job_id=LEADER)
+        store = LeaseStore(tmp_path / node)
+        lease = from_broker.run_prolog(facts, "sim_a", store, b.node())
+        assert lease.env["sim_a_QRMI_JOB_ACQUISITION_TOKEN"]
+    for job_id, node in ((OTHER, "n2"), (LEADER, "n1")):
+        facts = JobFacts(job_id, node, (node,), 1000, "alice", het_job_id=LEADER)
+        from_broker.run_epilog(facts, LeaseStore(tmp_path / node), b.node(),
+                               on_usage=lambda records, j=job_id: written.append((j, records)))
+    assert [(j, [u.qpu for u in records]) for j, records in written] == [(OTHER, ["sim_a"])]

@@ -5,6 +5,7 @@ and what does not speak TLS, or never finishes its handshake, costs the broker n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -44,12 +45,23 @@ def test_a_node_verifies_the_broker_with_the_sites_ca_and_leases_over_https(
     lease = b.acquire(3, "sim_a")
     assert lease["state"] == "acquired", lease
     assert b.node().release(3)["state"] == "released"
-    # without the site's CA the node refuses the broker: it could be anyone
+    # without the site's CA the node refuses the broker (it could be anyone), at once:
+    # asking again would not change the certificate
     b.ca_file = None
+    started = time.monotonic()
     with pytest.raises(BrokerError) as refused:
         b.acquire(4, "sim_a")
+    assert time.monotonic() - started < 1.5  # (the deadline is 2 s)
+    assert str(refused.value).startswith(f"cannot verify the slurm-qpu broker at {b.url}: ")
     assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+    assert "is its CA in the system's trust store (or name the CA bundle with broker_ca=" \
+        in str(refused.value)
     assert b.service.journal.current(4) is None  # nothing was sent
+    # a broker_ca= that names no file says so
+    b.ca_file = str(tmp_path / "missing.pem")
+    with pytest.raises(BrokerError, match=r"^broker_ca=.*missing\.pem: cannot load the CA "
+                                          r"bundle: No such file or directory$"):
+        b.acquire(4, "sim_a")
 
 
 def test_jobs_get_https_endpoints_their_sdks_verify_with_the_ca_bundle_they_are_given(
@@ -176,11 +188,24 @@ def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(
     os.utime(live / certs.cert.name, (future, future))
     assert tls.refresh() is True
     assert _served_serial(b.url, certs.ca) != before
-    # a renewal that cannot be used (a key of another certificate) keeps the one in use
-    shutil.copyfile(certs.key, live / certs.key.name)
-    os.utime(live / certs.key.name, (future + 5, future + 5))
+    served = _served_serial(b.url, certs.ca)
+    # a renewal caught half-written, its certificate first (then its key alone): the pair
+    # in use goes on serving, untouched
+    third = make(certs.ca.parent, prefix="third")
+    shutil.copyfile(third.cert, live / certs.cert.name)
+    os.utime(live / certs.cert.name, (future + 5, future + 5))
     assert tls.refresh() is False
+    assert _served_serial(b.url, certs.ca) == served
+    shutil.copyfile(certs.key, live / certs.key.name)
+    os.utime(live / certs.key.name, (future + 10, future + 10))
+    assert tls.refresh() is False
+    assert _served_serial(b.url, certs.ca) == served
     assert b.acquire(5, "sim_a")["state"] == "acquired"
+    # and once the pair is whole again it is loaded
+    shutil.copyfile(third.key, live / certs.key.name)
+    os.utime(live / certs.key.name, (future + 15, future + 15))
+    assert tls.refresh() is True
+    assert _served_serial(b.url, certs.ca) != served
 
 
 def test_a_key_others_can_read_or_a_mismatched_pair_is_refused_with_the_reason(
@@ -219,3 +244,22 @@ def test_the_prolog_gives_the_job_the_ca_bundle_as_defaults_it_may_override(
                                    "REQUESTS_CA_BUNDLE": str(certs.ca)}
     assert "SSL_CERT_FILE" not in stored.env  # forced are only the broker's own variables
     assert ca_bundle_env(None) == {}
+
+
+def test_a_broken_tls_record_ends_its_connection_without_a_traceback(
+        start_broker: StartBroker, certs: Certificates, tmp_path: Path,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    b = tls_broker(start_broker, sim_resources(tmp_path / "ledger"), certs)
+    host, port = b.url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    tls = context.wrap_socket(raw, server_hostname=host)
+    # a record whose header says application data and whose content is not one
+    socket.socket.sendall(tls, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+    with contextlib.suppress(OSError):  # closed, one way or the other (ssl.SSLError)
+        assert tls.recv(4096) == b""
+    tls.close()
+    assert _wait(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
+    verify = ssl.create_default_context(cafile=str(certs.ca))
+    assert httpx.get(f"{b.url}/v1/health", verify=verify).status_code == 200
+    assert "Traceback" not in capfd.readouterr().err

@@ -117,9 +117,7 @@ class BrokerClient:
             self.close()  # another broker than the last attempt's
         if self._conn is None:
             if https:
-                import ssl
-
-                self._tls = self._tls or ssl.create_default_context(cafile=self.ca_file)
+                self._tls = self._tls or self._context()
                 self._conn = http.client.HTTPSConnection(url.netloc, context=self._tls)
             else:
                 self._conn = http.client.HTTPConnection(url.netloc)
@@ -138,7 +136,23 @@ class BrokerClient:
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()  # a fresh connection for the next attempt
             self._conn = None
+            if type(exc).__name__ == "SSLCertVerificationError":  # asking again changes nothing
+                raise BrokerError(
+                    f"cannot verify the slurm-qpu broker at {base}: {exc}; "
+                    + (f"is its certificate signed by a CA in broker_ca={self.ca_file}"
+                       if self.ca_file else "is its CA in the system's trust store (or "
+                       "name the CA bundle with broker_ca= on the plugstack line)")
+                    + ", for the name the URL gives?") from None
             raise _NoAnswer(_reason(exc)) from exc
+
+    def _context(self) -> ssl.SSLContext:
+        import ssl
+
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"broker_ca={self.ca_file}: cannot load the CA bundle: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
 
     def close(self) -> None:
         """Close the connection (a prolog's exit does it; a long-lived caller closes)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import sqlite3
 import ssl
 import threading
@@ -163,6 +164,10 @@ class MariaDB:
             if self._tls is None:  # the first: did the server take TLS?
                 taken = isinstance(getattr(conn, "_sock", None), ssl.SSLSocket)
                 self._tls = getattr(conn, "ctx", None) if taken else False
+                logging.getLogger("slurm_qpu.broker").info(
+                    "journal database %s: %s until the broker restarts", self.where,
+                    "over TLS (the server offers it)" if taken else
+                    "without TLS (the server offers none)")
             if idle is not None:
                 with conn.cursor() as cursor:
                     cursor.execute("SET SESSION wait_timeout=%s", (int(idle),))

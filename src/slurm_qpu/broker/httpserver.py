@@ -59,9 +59,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slurm_qpu.broker.limits import ConnectionLimits
+
+if TYPE_CHECKING:
+    from slurm_qpu.broker.tls import ServerTLS
 
 IDLE_SECONDS = 30.0  # how long a thread without a connection waits for one
 MAX_IDLE = 256  # threads kept waiting at most; more exit when their connection ends
@@ -411,7 +414,7 @@ class BrokerRequestHandler(BaseHTTPRequestHandler):
             super().handle_one_request()
             if self.server.draining:  # the broker is stopping: no next request here
                 self.close_connection = True
-        except (TimeoutError, ConnectionError):
+        except OSError:  # a timeout, a reset, a TLS record that is not one: its connection
             self.close_connection = True
         except (HeadersTooLarge, MalformedHeaders) as exc:
             reader.budget = None
@@ -489,10 +492,10 @@ class BrokerHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: Any, handler: type[BaseHTTPRequestHandler],
                  limits: ConnectionLimits | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ServerTLS | None = None) -> None:
         super().__init__(address, handler)
         self.limits = limits or ConnectionLimits()
-        self.tls = tls  # a server context: connections are TLS, handshaken by their thread
+        self.tls = tls  # connections are TLS (its current context), handshaken by their thread
         self.threads = ThreadCache(self.process_request_thread)
         self._connections: dict[int, _Connection] = {}  # by id() of the socket
         self._open: dict[str, int] = {}
@@ -504,8 +507,8 @@ class BrokerHTTPServer(ThreadingHTTPServer):
         if self.tls is None:
             return sock, address
         try:
-            return self.tls.wrap_socket(sock, server_side=True,
-                                        do_handshake_on_connect=False), address
+            return self.tls.context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False), address
         except (OSError, ValueError):
             sock.close()
             raise
@@ -582,6 +585,17 @@ class BrokerHTTPServer(ThreadingHTTPServer):
             connection = self._connections.get(id(request))
             if connection is not None and not connection.evicted:
                 self._count(connection, -1)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An error a connection's thread did not expect: one line, not a traceback on
+        stderr per client (any client could fill the log with them)."""
+        import logging
+        import sys
+
+        exc = sys.exc_info()[1]
+        logging.getLogger("slurm_qpu.broker").warning(
+            "connection from %s ended by %s: %s", client_address[0] if client_address else "-",
+            type(exc).__name__, exc)
 
     def open_connections(self) -> int:
         return len(self._connections)

@@ -184,7 +184,7 @@ class Journal:
         self.path = str(path)
         self._thread = threading.local()  # whether this thread has a transaction open
         self._sync_lock = threading.Lock()  # one fsync at a time; the others wait for it
-        self._committed = 0  # transactions committed so far (counted under _lock)
+        self._committed = 0  # transactions committed (SQLite's group commit reads it)
         self._synced = 0  # how many of them an fsync has covered
         self._wal: int | None = None  # the WAL's file descriptor, for the group fsync
         self._group = False
@@ -499,14 +499,16 @@ class Journal:
         if held:
             held.released_at, held.error = (None if error else now), error
 
-    def set_names(self, lease: LeaseRecord, names: list[str],
-                  selected: dict[str, str]) -> None:
-        """The QPUs the lease holds, and what selections picked, after another component of
-        a heterogeneous job added its own."""
+    def set_names(self, lease: LeaseRecord, names: list[str], selected: dict[str, str],
+                  overrides: dict[str, dict[str, str]]) -> None:
+        """The QPUs the lease holds, what selections picked and the users' overrides,
+        after another component of a heterogeneous job added its own."""
         with self._tx(single=True) as db:
-            db.execute("UPDATE leases SET names=?, selected=? WHERE job_id=? AND gen=?",
-                       (json.dumps(names), json.dumps(selected), lease.job_id, lease.gen))
-        lease.names, lease.selected = list(names), dict(selected)
+            db.execute("UPDATE leases SET names=?, selected=?, overrides=? WHERE job_id=? "
+                       "AND gen=?", (json.dumps(names), json.dumps(selected),
+                                     json.dumps(overrides), lease.job_id, lease.gen))
+        lease.names, lease.selected, lease.overrides = list(names), dict(selected), \
+            dict(overrides)
 
     def set_state(self, lease: LeaseRecord, state: State, *, error: str | None = None,
                   release_errors: list[str] | None = None, now: float | None = None,

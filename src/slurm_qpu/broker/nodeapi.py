@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,12 +110,16 @@ class NodeApi(Routes):
                                  for lease in self.service.journal.active()]).encode())
 
     def _release(self, ex: Exchange, job_id: int, who: dict[str, Any]) -> None:
+        asked = time.time()
         lease = self.service.release(job_id)
         if lease is None:
             raise Refused(404, f"job {job_id} has no lease")
         who["user"] = lease.user or "-"
-        ex.send(200, json.dumps(lease_json(self.service, lease, with_env=False,
-                                           with_usage=True)).encode())
+        answer = lease_json(self.service, lease, with_env=False, with_usage=True)
+        # this call released it (not an earlier epilog): a het job's components each ask,
+        # the one told so writes the usage record
+        answer["released_now"] = lease.released_at is not None and lease.released_at >= asked
+        ex.send(200, json.dumps(answer).encode())
 
     def _acquire(self, ex: Exchange, job_id: int, body: bytes, who: dict[str, Any]) -> None:
         try:

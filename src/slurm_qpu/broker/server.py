@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.nodeapi import NodeApi
 from slurm_qpu.broker.proxy import JOINED_ON_SLASH, Proxy
 from slurm_qpu.broker.service import LeaseService
+from slurm_qpu.broker.tls import ServerTLS
 from slurm_qpu.broker.upstream import Pool
 from slurm_qpu.vendors.common.view import Upstream
 from slurm_qpu.vendors.registry import view_for
@@ -83,8 +83,8 @@ class Broker:
     # ------------------------------------------------------------------ server
 
     def start(self, host: str = "127.0.0.1", port: int = 0,
-              poll_interval: float = 0.5, tls: ssl.SSLContext | None = None) -> str:
-        """Listen (over TLS with ``tls``, a server context: broker/tls.py); the URL."""
+              poll_interval: float = 0.5, tls: ServerTLS | None = None) -> str:
+        """Listen (over TLS with ``tls``: broker/tls.py); the URL."""
         handler = type("Handler", (BrokerHandler,), {"broker": self, "limits": self.limits})
         server = BrokerHTTPServer((host, port), handler, self.limits, tls)
         self._server = server

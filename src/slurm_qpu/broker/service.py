@@ -179,6 +179,9 @@ class LeaseService:
             elif current is not None and current.state is State.ACQUIRED and \
                     request.component is not None:
                 return self._join(current, request)  # a het job's component: its QPUs
+            elif current is not None and current.state is State.FAILED and \
+                    request.component is not None and request.qpus != current.request:
+                pass  # another component's QPUs failed: this one's are asked for anew
             elif current is not None and current.state in (State.ACQUIRED, State.FAILED):
                 return Outcome(current)  # the job's other nodes: same lease, same answer
             started = time.monotonic()
@@ -230,8 +233,9 @@ class LeaseService:
         # squeue: the time limit, and slurmctld's record of the job (where it runs, its
         # licenses), against which every QPU it asks for is checked (probe.check_named)
         if self.squeue is not None:
-            try:
-                record: JobRecord | None = self.squeue.job(request.job_id)
+            try:  # (a het job's component: its own record, its partition and account)
+                record: JobRecord | None = self.squeue.job(request.component or
+                                                           request.job_id)
             except SlurmCommandError as exc:
                 log.warning("job %s: cannot read its record (%s): its time limit is taken "
                             "as %d s and QPUs with a partition/account/QOS policy are "
@@ -334,10 +338,20 @@ class LeaseService:
         fails with it, and its epilogs release the lease)."""
         component = request.component
         placement = None
-        if self.squeue is not None:
-            with contextlib.suppress(SlurmCommandError):
-                record = self.squeue.job(component) if component is not None else None
-                placement = record.placement if record is not None else None
+        if self.squeue is not None and component is not None:
+            try:
+                record = self.squeue.job(component)
+            except SlurmCommandError as exc:
+                log.warning("job %s: cannot read the record of its component %s (%s): QPUs "
+                            "with a partition/account/QOS policy are refused", lease.job_id,
+                            component, exc)
+            else:
+                if component != lease.job_id and record.het_job_id != lease.job_id:
+                    error = (f"job {component} is no component of het job {lease.job_id} "
+                             f"(Slurm says its het job is {record.het_job_id or 'none'})")
+                    log.error("job %s: %s", lease.job_id, error)
+                    return Outcome(lease, names=[], error=error)
+                placement = record.placement
         choosing = (self._choosing_lock() if has_selection(request.qpus)
                     else contextlib.nullcontext())
         try:
@@ -357,12 +371,11 @@ class LeaseService:
         missing = [d for d in job_plan.defs
                    if (h := lease.holds(d.name)) is None or h.released_at is not None]
         if missing:
-            facts = JobFacts(lease.job_id, "broker", (), request.uid, request.user)
+            # the het job's user and uid (the lease's), whatever the request says
+            facts = JobFacts(lease.job_id, "broker", (), lease.uid, lease.user)
             timeout = envcontract.timeout_seconds(
                 round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
                 if lease.expires_at else None)
-            names = [*lease.names, *(d.name for d in missing)]
-            self.journal.set_names(lease, names, {**lease.selected, **job_plan.selected})
 
             def journal_it(acquired: Acquired) -> None:  # each on disk before the next
                 self.journal.add_held(lease, Held(acquired.resource.name,
@@ -372,15 +385,22 @@ class LeaseService:
                 acquire_all(missing, facts, timeout, self.factory, job_plan.overrides,
                             journal_it)
             except AcquisitionFailed as exc:
-                error = self.redact(str(exc))
+                error = self.redact(f"--qpu={request.qpus} (het job component {component}): "
+                                    f"{exc}")
                 with self.journal.transaction():
                     for d in missing:  # rolled back by acquire_all
-                        if lease.holds(d.name) is not None:
+                        if (h := lease.holds(d.name)) is not None and h.released_at is None:
                             self.journal.mark_held_released(lease, d.name, None)
-                    self.journal.set_names(lease, [n for n in lease.names if n not in
-                                                   {d.name for d in missing}], lease.selected)
-                log.error("job %s: het job component %s: %s", lease.job_id, component, error)
+                log.error("job %s: %s", lease.job_id, error)
                 return Outcome(lease, job_plan.refused, names=[], error=error)
+            # held: the lease names them (a broker that stops before this line has them
+            # in held all the same, which is what release reads)
+            added = {d.name for d in missing}
+            self.journal.set_names(
+                lease, [*lease.names, *(n for n in job_plan.names if n in added)],
+                {**lease.selected, **job_plan.selected},
+                {**lease.overrides, **{n: o for n, o in job_plan.overrides.items()
+                                       if n in added}})
         log.info("job %s: het job component %s shares %s%s", lease.job_id, component,
                  ",".join(job_plan.names),
                  f" (acquired {','.join(d.name for d in missing)})" if missing else "")

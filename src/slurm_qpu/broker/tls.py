@@ -25,14 +25,20 @@ class TLSError(Exception):
 
 
 class ServerTLS:
-    """A server context (TLS 1.2 at least) holding the certificate chain and key."""
+    """The server context (TLS 1.2 at least) holding the certificate chain and key. A
+    renewal is loaded into a new context, put in place only once the pair loaded: the one
+    in use is never changed under a handshake, nor left half-loaded."""
 
     def __init__(self, cert: Path | str, key: Path | str) -> None:
         self.cert, self.key = Path(cert), Path(key)
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._lock = threading.Lock()
-        self._stamp = self._load()
+        self._stamp = self._stamps()
+        self._context = self._load()
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context new connections are wrapped with (the latest that loaded)."""
+        return self._context
 
     def _stamps(self) -> tuple[float, float]:
         try:
@@ -40,27 +46,31 @@ class ServerTLS:
         except OSError as exc:
             raise TLSError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
-    def _load(self) -> tuple[float, float]:
-        stamp = self._stamps()
+    def _load(self) -> ssl.SSLContext:
         check_key_file(self.key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            self.context.load_cert_chain(self.cert, self.key)
+            context.load_cert_chain(self.cert, self.key)
         except ssl.SSLError as exc:
             raise TLSError(f"cannot use the certificate {self.cert} with the key {self.key}: "
                            f"{exc.reason or exc} (a PEM certificate chain, leaf first, and "
                            "its unencrypted PEM key)") from None
         except OSError as exc:
             raise TLSError(f"cannot read {exc.filename or self.cert}: {exc.strerror}") from None
-        return stamp
+        return context
 
     def refresh(self) -> bool:
-        """Load the files again if either changed since; whether it did. A pair that cannot
-        be used is logged and the one in use kept."""
+        """Load the files again if either changed since; whether a new pair is in use. A
+        pair that cannot be used (a renewal half-written) is logged and the one in use
+        kept; it is tried again at the next change."""
         with self._lock:
             try:
-                if self._stamps() == self._stamp:
+                stamp = self._stamps()
+                if stamp == self._stamp:
                     return False
-                self._stamp = self._load()
+                self._stamp = stamp
+                self._context = self._load()
             except TLSError as exc:
                 log.error("TLS: keeping the certificate in use: %s", exc)
                 return False

@@ -315,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
                          lambda leading: availability.check(follow=leading)))
 
     try:
-        url = broker.start(args.host, args.port, tls=tls.context if tls else None)
+        url = broker.start(args.host, args.port, tls=tls)
     except OSError as exc:
         print(f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)

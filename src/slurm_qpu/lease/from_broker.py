@@ -75,6 +75,7 @@ def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient,
     """Ask the broker to release; on the job's first node, hand the broker's usage record
     to ``on_usage`` (every node asks, one writes it to accounting)."""
     usage: list[QpuUsage] = []
+    released_now: object = None
     with store.lock(job.job_id):
         lease = store.load(job.job_id)
         if lease is None or lease.state is LeaseState.RELEASED:
@@ -88,12 +89,14 @@ def run_epilog(job: JobFacts, store: LeaseStore, client: BrokerClient,
         else:
             lease.release_errors.extend(str(e) for e in answer.get("release_errors") or [])
             usage = usage_of(answer)
+            released_now = answer.get("released_now")
         lease.state = LeaseState.RELEASED
         lease.released_at = time.time()
         store.save(lease)
-    # one record per Slurm job: a het job's under its leader, from the leader's first node
-    if on_usage is not None and usage and job.node == job.first_node and \
-            job.job_id == job.lease_id:
+    # one record per Slurm job: from its first node; a het job's (under its leader's id)
+    # from the epilog whose call released the lease, whichever component it is
+    writes = released_now is True if job.het_job_id else job.node == job.first_node
+    if on_usage is not None and usage and writes:
         on_usage(usage)
     return lease
 

@@ -51,6 +51,7 @@ class JobRecord:
     user: str | None = None
     states: tuple[str, ...] = ()
     placement: Placement = field(default_factory=Placement)
+    het_job_id: int | None = None  # a heterogeneous job's component: its leader's id
 
 
 def parse_squeue_json(text: str, job_id: int) -> JobRecord:
@@ -69,7 +70,8 @@ def parse_squeue_json(text: str, job_id: int) -> JobRecord:
                      str(job["user_name"]) if job.get("user_name") else None,
                      _states(job.get("job_state")),
                      Placement(_text(job, "partition"), _text(job, "account"),
-                               _text(job, "qos"), _licenses(job)))
+                               _text(job, "qos"), _licenses(job)),
+                     json_number(job.get("het_job_id")) or None)
 
 
 def _text(job: dict[str, Any], key: str) -> str | None:

@@ -103,7 +103,7 @@ def epilog(settings: PluginSettings) -> int:
     on_usage = None
     if settings.sacctmgr != "no":
         def on_usage(records: list[QpuUsage]) -> bool:
-            return record_in_accounting(job.job_id, records, sacctmgr=settings.sacctmgr)
+            return record_in_accounting(job.lease_id, records, sacctmgr=settings.sacctmgr)
     if settings.broker:
         brokered.run_epilog(job, store, _broker(settings), on_usage)
     else:
