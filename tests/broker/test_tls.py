@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import BrokerUnderTest, StartBroker, set_job_environment, sim_resources
+from harness import BrokerUnderTest, StartBroker, set_job_environment, sim_resources, wait_for
 
 from slurm_qpu.broker.client import BrokerError
 from slurm_qpu.broker.limits import Limits
@@ -149,16 +149,7 @@ def test_a_client_that_never_finishes_its_handshake_is_cut_off(
         assert read_until_closed(sock) == b""  # the broker closed it
         assert time.monotonic() - start < 4
     assert b.broker._server is not None
-    assert _wait(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
-
-
-def _wait(predicate: Any, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
+    assert wait_for(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
 
 
 def _served_serial(url: str, ca: Path) -> int:
@@ -259,7 +250,7 @@ def test_a_broken_tls_record_ends_its_connection_without_a_traceback(
     with contextlib.suppress(OSError):  # closed, one way or the other (ssl.SSLError)
         assert tls.recv(4096) == b""
     tls.close()
-    assert _wait(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
+    assert wait_for(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
     verify = ssl.create_default_context(cafile=str(certs.ca))
     assert httpx.get(f"{b.url}/v1/health", verify=verify).status_code == 200
     assert "Traceback" not in capfd.readouterr().err
