@@ -139,3 +139,17 @@ def test_the_het_jobs_usage_is_written_once_by_the_epilog_that_released_it(
         from_broker.run_epilog(facts, LeaseStore(tmp_path / node), b.node(),
                                on_usage=lambda records, j=job_id: written.append((j, records)))
     assert [(j, [u.qpu for u in records]) for j, records in written] == [(OTHER, ["sim_a"])]
+
+
+def test_a_qpu_whose_vendor_fails_for_a_component_is_no_part_of_the_lease(
+        start_broker: StartBroker, ledger: Path) -> None:
+    b = start_broker(sim_resources(ledger, sim_b={"ACQUIRE_ERROR": "sim_b is down"}))
+    b.jobs.ids.update({LEADER, OTHER})
+    b.jobs.het.update({LEADER: LEADER, OTHER: LEADER})
+    assert component(b, LEADER, "sim_a")["state"] == "acquired"
+    failed = component(b, OTHER, "sim_b")
+    assert failed["state"] == "failed" and "sim_b is down" in failed["error"]
+    lease = b.service.journal.current(LEADER)
+    assert lease is not None and lease.names == ["sim_a"]  # named again as before
+    assert b.service.active_counts()["sim_b"] == 0
+    assert b.node().release(LEADER)["state"] == "released"

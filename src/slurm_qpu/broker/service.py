@@ -354,8 +354,8 @@ class LeaseService:
                 placement = record.placement
         choosing = (self._choosing_lock() if has_selection(request.qpus)
                     else contextlib.nullcontext())
-        try:
-            with choosing:
+        with choosing:
+            try:
                 config = self.config.get()
                 # a selection the het job already resolved (another node or component
                 # asking the same) is the QPU it picked: every node sees the same QPUs
@@ -364,12 +364,23 @@ class LeaseService:
                 job_plan = plan(items, config, self.factory,
                                 placement=placement, licensed=self.licenses,
                                 overrides=request.overrides, active_jobs=self.active_counts)
-        except (RequestError, ConfigError, OSError) as exc:
-            error = self.redact(f"--qpu={request.qpus} (het job component {component}): {exc}")
-            log.error("job %s: %s", lease.job_id, error)
-            return Outcome(lease, names=[], error=error)
-        missing = [d for d in job_plan.defs
-                   if (h := lease.holds(d.name)) is None or h.released_at is not None]
+            except (RequestError, ConfigError, OSError) as exc:
+                error = self.redact(f"--qpu={request.qpus} (het job component {component}): "
+                                    f"{exc}")
+                log.error("job %s: %s", lease.job_id, error)
+                return Outcome(lease, names=[], error=error)
+            missing = [d for d in job_plan.defs
+                       if (h := lease.holds(d.name)) is None or h.released_at is not None]
+            before = (list(lease.names), dict(lease.selected), dict(lease.overrides))
+            if missing:
+                # named in the lease before any vendor is asked, and while a selection's
+                # count is taken (as an acquisition's are): the other jobs count them
+                added = {d.name for d in missing}
+                self.journal.set_names(
+                    lease, [*lease.names, *(n for n in job_plan.names if n in added)],
+                    {**lease.selected, **job_plan.selected},
+                    {**lease.overrides, **{n: o for n, o in job_plan.overrides.items()
+                                           if n in added}})
         if missing:
             # the het job's user and uid (the lease's), whatever the request says
             facts = JobFacts(lease.job_id, "broker", (), lease.uid, lease.user)
@@ -391,16 +402,9 @@ class LeaseService:
                     for d in missing:  # rolled back by acquire_all
                         if (h := lease.holds(d.name)) is not None and h.released_at is None:
                             self.journal.mark_held_released(lease, d.name, None)
+                    self.journal.set_names(lease, *before)
                 log.error("job %s: %s", lease.job_id, error)
                 return Outcome(lease, job_plan.refused, names=[], error=error)
-            # held: the lease names them (a broker that stops before this line has them
-            # in held all the same, which is what release reads)
-            added = {d.name for d in missing}
-            self.journal.set_names(
-                lease, [*lease.names, *(n for n in job_plan.names if n in added)],
-                {**lease.selected, **job_plan.selected},
-                {**lease.overrides, **{n: o for n, o in job_plan.overrides.items()
-                                       if n in added}})
         log.info("job %s: het job component %s shares %s%s", lease.job_id, component,
                  ",".join(job_plan.names),
                  f" (acquired {','.join(d.name for d in missing)})" if missing else "")
