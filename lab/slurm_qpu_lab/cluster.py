@@ -123,6 +123,8 @@ class Lab:
     load_balancer: bool = field(default=False, init=False)  # HAProxy in front of the broker
     # the broker over TLS (use_tls): a site CA's certificate for its address
     tls: Certificates | None = field(default=None, init=False)
+    # more arguments for the plugstack line (spank_qrmi's --env:NAME=VALUE, say)
+    plugstack_args: tuple[str, ...] = field(default=(), init=False)
     _emulated: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -349,7 +351,8 @@ class Lab:
                 f"log_level=debug pytrace={self.pytrace} peer_timeout=30"
                 + (f" broker={','.join((*self.brokers_before, self.front_url))} "
                    "broker_timeout=20" if self.broker else "")
-                + (f" broker_ca={self.tls.ca}" if self.broker and self.tls else ""))
+                + (f" broker_ca={self.tls.ca}" if self.broker and self.tls else "")
+                + "".join(f" {arg}" for arg in self.plugstack_args))
 
     def write_plugstack(self) -> None:
         """plugstack.conf for the current mode (each job's prolog and steps read it anew)."""

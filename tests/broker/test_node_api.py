@@ -253,3 +253,25 @@ def test_a_stopping_broker_finishes_the_acquisition_in_progress_before_it_stops(
     lease = slow.service.journal.current(8)
     assert lease is not None and lease.state.value == "acquired" and lease.held  # all of it
     assert [event for event, _, _ in read_ledger(ledger)] == ["acquire"]
+
+
+def test_plugstack_env_arguments_reach_the_job_and_the_brokers_variables_win(
+        start_broker: StartBroker, tmp_path: Path) -> None:
+    """spank_qrmi's ``--env:NAME=VALUE`` in broker mode: set in every task (whatever the
+    job exported), but never in place of the broker's endpoints or the job token."""
+    from slurm_qpu.lease import from_broker
+    from slurm_qpu.lease.store import LeaseStore
+    from slurm_qpu.settings import parse_args
+    from slurm_qpu.slurm.job import JobFacts
+
+    b = start_broker(sim_resources(tmp_path / "ledger"))
+    b.jobs.ids.add(12)
+    settings = parse_args([f"broker={b.url}", "--env:https_proxy=http://proxy:3128",
+                           "--env:QRMI_JOB_QPU_RESOURCES=not-this"])
+    store = LeaseStore(tmp_path / "state")
+    from_broker.run_prolog(JobFacts(12, "n1", ("n1",), 1000, "alice"), "sim_a", store,
+                           b.node(), job_env=settings.extra_env)
+    stored = store.load(12)
+    assert stored is not None
+    assert stored.env["https_proxy"] == "http://proxy:3128"
+    assert stored.env["QRMI_JOB_QPU_RESOURCES"] == "sim_a"

@@ -393,3 +393,24 @@ def test_a_het_job_whose_components_name_the_same_qpu_opens_one_vendor_session(
                                      "(?, ?)", run.job_id, run.job_id + 1)
                == [(run.job_id, "released")], 60, "the het job's lease released")
     assert blab.undrained()
+
+
+def test_plugstack_env_arguments_reach_every_task_as_with_spank_qrmi(
+        blab: LabFixture) -> None:
+    blab.plugstack_args = ("--env:QPU_SITE_NOTE=lab-three", "--env:RUST_LOG=debug")
+    blab.write_plugstack()
+    try:
+        run = blab.run_job(f"--qpu={QPU}", "-N2", "--ntasks-per-node=1",
+                           "--export=ALL,QPU_SITE_NOTE=mine", script=(
+                               "srun bash -c 'echo ENV $(hostname) $QPU_SITE_NOTE "
+                               "$RUST_LOG ${" + QPU + "_QRMI_IBM_QCS_ENDPOINT}'\n"))
+    finally:
+        blab.plugstack_args = ()
+        blab.write_plugstack()
+    assert run.state == "COMPLETED", run.output
+    lines = sorted(line.split()[1:] for line in run.output.splitlines()
+                   if line.startswith("ENV "))
+    assert [line[0] for line in lines] == ["node1", "node2"]
+    for _, note, rust_log, endpoint in lines:  # set over the job's own export, as spank_qrmi
+        assert (note, rust_log) == ("lab-three", "debug")
+        assert endpoint.startswith(blab.broker_url + "/p/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +301,14 @@ def test_a_configured_secret_in_an_error_is_masked_in_slurms_log(
     text = "\n".join(m for _, m in job.logs)
     assert "bad key *** (Bearer ***)" in text
     assert "s3cr3t-key-42" not in text and "abcdefgh12345678" not in text
+
+
+def test_in_direct_mode_plugstack_env_arguments_are_the_acquiring_processs_environment_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """spank_qrmi sets ``--env:NAME=VALUE`` on the daemon as well: a site's
+    ``--env:https_proxy=...`` takes the prolog's own vendor calls through its proxy."""
+    from slurm_qpu.settings import parse_args
+
+    monkeypatch.setenv("https_proxy", "")  # (the test's own environment comes back after)
+    jobscript.acquiring_environment(parse_args(["--env:https_proxy=http://proxy:3128"]))
+    assert os.environ["https_proxy"] == "http://proxy:3128"

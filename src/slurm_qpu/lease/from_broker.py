@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 
 def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
                client: BrokerClient, overrides: str | None = None,
-               job_defaults: dict[str, str] | None = None) -> Lease:
+               job_defaults: dict[str, str] | None = None,
+               job_env: dict[str, str] | None = None) -> Lease:
     """``job_defaults``: variables the node adds to the job's environment, as defaults (a
-    job's own export wins): the CA bundle of an https broker."""
+    job's own export wins): the CA bundle of an https broker. ``job_env``: variables it
+    sets whatever the job exported (the plugstack's ``--env:NAME=VALUE``, as spank_qrmi),
+    except the broker's own (its endpoints and the job token always win)."""
     def ask_the_broker() -> Lease:
         lease = Lease(job.job_id, [], LeaseState.FAILED, job.node, job.node,
                       uid=job.uid, user=job.user)
@@ -40,6 +43,7 @@ def run_prolog(job: JobFacts, raw_request: str | None, store: LeaseStore,
             _fill(lease, answer)
             if lease.state is LeaseState.ACQUIRED:
                 lease.env_defaults = dict(job_defaults or {})
+                lease.env = {**(job_env or {}), **lease.env}
         return lease
 
     lease, made = store.claim(job.job_id, ask_the_broker)

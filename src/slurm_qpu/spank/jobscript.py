@@ -69,6 +69,14 @@ def _refresh_catalog(settings: PluginSettings) -> None:
         log.debug("cannot refresh %s: %s", settings.catalog, exc)
 
 
+def acquiring_environment(settings: PluginSettings) -> None:
+    """Direct mode: the plugstack's ``--env:NAME=VALUE`` in this prolog's or epilog's own
+    environment too, where the vendor calls are made (spank_qrmi sets them on the daemon:
+    ``--env:https_proxy=...`` reaches the vendors through the site's proxy). In broker mode
+    the broker makes those calls, with its own environment."""
+    os.environ.update(settings.extra_env)
+
+
 def _broker(settings: PluginSettings) -> BrokerClient:
     assert settings.broker is not None
     return BrokerClient(settings.broker, deadline=settings.broker_timeout,
@@ -81,8 +89,10 @@ def prolog(settings: PluginSettings) -> int:
     overrides = os.environ.get(OVERRIDES_ENV)
     if settings.broker:
         brokered.run_prolog(job, host.qpu_option(), store, _broker(settings), overrides,
-                            job_defaults=ca_bundle_env(settings.broker_ca))
+                            job_defaults=ca_bundle_env(settings.broker_ca),
+                            job_env=settings.extra_env)
         return 0
+    acquiring_environment(settings)
     log.warning("job %s: direct mode: the QPU credentials in %s reach every task of this "
                 "job (set broker= in plugstack.conf to keep them on the broker)",
                 job.job_id, settings.config)
@@ -109,6 +119,7 @@ def epilog(settings: PluginSettings) -> int:
     else:
         from slurm_qpu.lease.from_vendors import run_epilog
 
+        acquiring_environment(settings)
         run_epilog(job, settings, store, on_usage=on_usage)
     with contextlib.suppress(OSError):
         store.prune(KEEP_LEASE_RECORDS_SECONDS)
