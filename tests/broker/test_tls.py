@@ -17,9 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import BrokerUnderTest, StartBroker, set_job_environment, sim_resources, wait_for
+from harness import (
+    BrokerUnderTest,
+    StartBroker,
+    fake_credential,
+    set_job_environment,
+    sim_resources,
+    wait_for,
+)
 
-from slurm_qpu.broker.client import BrokerError
+from slurm_qpu.broker.client import BrokerClient, BrokerError
 from slurm_qpu.broker.limits import Limits
 from slurm_qpu.broker.tls import ServerTLS, TLSError
 from slurm_qpu.jobenv.contract import ca_bundle_env
@@ -48,10 +55,12 @@ def test_a_node_verifies_the_broker_with_the_sites_ca_and_leases_over_https(
     # without the site's CA the node refuses the broker (it could be anyone), at once:
     # asking again would not change the certificate
     b.ca_file = None
-    started = time.monotonic()
+    pauses: list[float] = []  # a retry would pause first
+    node = BrokerClient(b.url, deadline=2.0, sleep=pauses.append,
+                        encode=lambda payload: fake_credential(payload))
     with pytest.raises(BrokerError) as refused:
-        b.acquire(4, "sim_a")
-    assert time.monotonic() - started < 1.5  # (the deadline is 2 s)
+        node.acquire(4, qpus="sim_a", user="alice", uid=1000, time_limit=3600)
+    assert pauses == []
     assert str(refused.value).startswith(f"cannot verify the slurm-qpu broker at {b.url}: ")
     assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
     assert "is its CA in the system's trust store (or name the CA bundle with broker_ca=" \
@@ -145,9 +154,9 @@ def test_a_client_that_never_finishes_its_handshake_is_cut_off(
     host, port = b.url.removeprefix("https://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
-        start = time.monotonic()
-        assert read_until_closed(sock) == b""  # the broker closed it
-        assert time.monotonic() - start < 4
+        # the broker closes it (after header_seconds; the socket's own timeout, well
+        # above that, would raise instead)
+        assert read_until_closed(sock) == b""
     assert b.broker._server is not None
     assert wait_for(lambda: b.broker._server.open_connections() == 0)  # type: ignore[union-attr]
 

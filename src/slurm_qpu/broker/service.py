@@ -169,6 +169,10 @@ class LeaseService:
         with self._choosing, self.journal.named_lock("choosing", pooled=False):
             yield
 
+    def _choosing_for(self, qpus: str) -> contextlib.AbstractContextManager[Any]:
+        """The choosing lock for a request with a selection; nothing for names only."""
+        return self._choosing_lock() if has_selection(qpus) else contextlib.nullcontext()
+
     # ------------------------------------------------------------------ acquire
 
     def acquire(self, request: AcquireRequest) -> Outcome:
@@ -254,9 +258,7 @@ class LeaseService:
         # last free slot. A request of names only counts and picks nothing (and goes past
         # max_jobs as a named QPU always could): it need not queue behind the others,
         # and a selection's count is as exact as if it had (as if it came next)
-        choosing = (self._choosing_lock() if has_selection(request.qpus)
-                    else contextlib.nullcontext())
-        with choosing:
+        with self._choosing_for(request.qpus):
             try:
                 config = self.config.get()
                 # a selection picks among the QPUs now: the vendors' status and queues, and
@@ -337,6 +339,14 @@ class LeaseService:
         own QPUs, in its order. A QPU it cannot have fails this component only (the job
         fails with it, and its epilogs release the lease)."""
         component = request.component
+
+        def refused(error: str, warnings: list[str] | None = None) -> Outcome:
+            log.error("job %s: %s", lease.job_id, error)
+            return Outcome(lease, warnings or [], names=[], error=error)
+
+        def why(exc: Exception) -> str:
+            return self.redact(f"--qpu={request.qpus} (het job component {component}): {exc}")
+
         placement = None
         if self.squeue is not None and component is not None:
             try:
@@ -347,14 +357,11 @@ class LeaseService:
                             component, exc)
             else:
                 if component != lease.job_id and record.het_job_id != lease.job_id:
-                    error = (f"job {component} is no component of het job {lease.job_id} "
-                             f"(Slurm says its het job is {record.het_job_id or 'none'})")
-                    log.error("job %s: %s", lease.job_id, error)
-                    return Outcome(lease, names=[], error=error)
+                    return refused(f"job {component} is no component of het job "
+                                   f"{lease.job_id} (Slurm says its het job is "
+                                   f"{record.het_job_id or 'none'})")
                 placement = record.placement
-        choosing = (self._choosing_lock() if has_selection(request.qpus)
-                    else contextlib.nullcontext())
-        with choosing:
+        with self._choosing_for(request.qpus):
             try:
                 config = self.config.get()
                 # a selection the het job already resolved (another node or component
@@ -365,10 +372,7 @@ class LeaseService:
                                 placement=placement, licensed=self.licenses,
                                 overrides=request.overrides, active_jobs=self.active_counts)
             except (RequestError, ConfigError, OSError) as exc:
-                error = self.redact(f"--qpu={request.qpus} (het job component {component}): "
-                                    f"{exc}")
-                log.error("job %s: %s", lease.job_id, error)
-                return Outcome(lease, names=[], error=error)
+                return refused(why(exc))
             missing = [d for d in job_plan.defs
                        if (h := lease.holds(d.name)) is None or h.released_at is not None]
             before = (list(lease.names), dict(lease.selected), dict(lease.overrides))
@@ -384,9 +388,7 @@ class LeaseService:
         if missing:
             # the het job's user and uid (the lease's), whatever the request says
             facts = JobFacts(lease.job_id, "broker", (), lease.uid, lease.user)
-            timeout = envcontract.timeout_seconds(
-                round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
-                if lease.expires_at else None)
+            timeout = envcontract.timeout_seconds(_time_limit(lease))
 
             def journal_it(acquired: Acquired) -> None:  # each on disk before the next
                 self.journal.add_held(lease, Held(acquired.resource.name,
@@ -396,15 +398,12 @@ class LeaseService:
                 acquire_all(missing, facts, timeout, self.factory, job_plan.overrides,
                             journal_it)
             except AcquisitionFailed as exc:
-                error = self.redact(f"--qpu={request.qpus} (het job component {component}): "
-                                    f"{exc}")
                 with self.journal.transaction():
                     for d in missing:  # rolled back by acquire_all
                         if (h := lease.holds(d.name)) is not None and h.released_at is None:
                             self.journal.mark_held_released(lease, d.name, None)
                     self.journal.set_names(lease, *before)
-                log.error("job %s: %s", lease.job_id, error)
-                return Outcome(lease, job_plan.refused, names=[], error=error)
+                return refused(why(exc), job_plan.refused)
         log.info("job %s: het job component %s shares %s%s", lease.job_id, component,
                  ",".join(job_plan.names),
                  f" (acquired {','.join(d.name for d in missing)})" if missing else "")
@@ -552,11 +551,9 @@ class LeaseService:
                             for k, v in env.items() if k.startswith(legacy.current_prefix)})
             environments[held.name] = env
             acquired.append(Acquired(rdef, held.token))
-        limit = None
-        if lease.expires_at:
-            limit = round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
         return envcontract.build(acquired, job_id=lease.job_id, uid=lease.uid,
-                                 time_limit_seconds=limit, environments=environments,
+                                 time_limit_seconds=_time_limit(lease),
+                                 environments=environments,
                                  request=lease.request).forced
 
     def authenticate(self, token: str | None) -> LeaseRecord | None:
@@ -579,3 +576,10 @@ class LeaseService:
             return None
         return overrides.apply(rdef.effective_environment(), rdef.type,
                                lease.overrides.get(name, {}))
+
+
+def _time_limit(lease: LeaseRecord) -> int | None:
+    """The job's time limit the lease was made for, in seconds (None: unlimited)."""
+    if not lease.expires_at:
+        return None
+    return round(lease.expires_at - EXPIRY_GRACE_SECONDS - lease.created_at)
